@@ -1,0 +1,80 @@
+"""`clara`: the command line.
+
+    clara extract FILE [--images-dir DIR]   print one document's extraction as JSON
+    clara run [--only-new]                  run the main job on the embedded defaults
+    clara dev [-p PORT]                     start the Dagster UI and daemon on this project
+
+Paths come from CLARA_RAW_DATA (./raw_data), CLARA_ARTIFACTS (./artifacts) and DAGSTER_HOME
+(./dagster_home), so `clara run` and `clara dev` share one instance: runs made by one show in the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .settings import Settings, ensure_dagster_home
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clara", description="CLaRa document-to-model pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("extract", help="extract one document and print it as JSON")
+    p.add_argument("file", type=Path)
+    p.add_argument("--images-dir", type=Path, help="also store the figures in this content-addressed folder")
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("run", help="run the main job on the embedded defaults (ingest the raw-data folder)")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("dev", help="start the Dagster UI (webserver + daemon) for this project")
+    p.add_argument("-p", "--port", type=int, default=3000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=_cmd_dev)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .ingest import ExtractionError, extract_document
+    from .storage import ImageStore, hash_only_sink
+
+    sink = ImageStore(args.images_dir).put if args.images_dir else hash_only_sink
+    try:
+        document = extract_document(args.file, sink=sink)
+    except ExtractionError as exc:
+        print(f"clara extract: {exc}", file=sys.stderr)
+        return 1
+    json.dump(document.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_main
+
+    settings = Settings.from_env()
+    return run_main(settings, verbose=args.verbose)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home(settings.dagster_home)),
+           "CLARA_RAW_DATA": str(settings.raw_data), "CLARA_ARTIFACTS": str(settings.artifacts)}
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "clara_pipeline.definitions",
+               "-h", args.host, "-p", str(args.port)]
+    print(f"DAGSTER_HOME={env['DAGSTER_HOME']}\nraw data: {settings.raw_data}\nUI: http://{args.host}:{args.port}",
+          flush=True)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

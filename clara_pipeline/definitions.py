@@ -1,0 +1,25 @@
+"""The Dagster code location: `dagster dev` (workspace.yaml) and `clara run` load `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .defs.ingest import ingest_document, markers_resolve, text_not_empty
+from .defs.jobs import ingest_job
+from .defs.resources import build_resources
+from .defs.sensors import raw_data_sensor
+from .settings import Settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=[ingest_document],
+        asset_checks=[markers_resolve, text_not_empty],
+        jobs=[ingest_job],
+        sensors=[raw_data_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()
