@@ -1,0 +1,67 @@
+"""The `clara` console script, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clara_pipeline import docgen
+
+CLARA = [sys.executable, "-m", "clara_pipeline.cli"]
+
+
+def clara(*args, env=None, cwd=None):
+    return subprocess.run([*CLARA, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          cwd=cwd, timeout=300)
+
+
+def test_extract_prints_the_document_as_json(tmp_path):
+    path = docgen.sample_pdf(tmp_path / "guide.pdf")
+    result = clara("extract", str(path), "--images-dir", str(tmp_path / "imgs"))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["format"] == "pdf" and len(doc["pages"]) == 3
+    assert [set(i) >= {"id", "sha256", "width", "height", "page"} for i in doc["images"]] == [True, True]
+    assert doc["warnings"][0]["code"] == "image_repeated"
+    assert len(list((tmp_path / "imgs").rglob("*.*"))) == 2
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.pdf", b"", "the file is empty (0 bytes)"),
+    ("slides.key", b"x", "unsupported file type '.key'"),
+])
+def test_extract_fails_with_a_one_line_reason(tmp_path, name, content, reason):
+    (tmp_path / name).write_bytes(content)
+    result = clara("extract", str(tmp_path / name))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"clara extract: {name}: {reason}")
+
+
+def test_run_ingests_the_folder_into_a_persistent_instance(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    docgen.sample_docx(raw / "policy.docx")
+    (raw / "broken.pdf").write_bytes(b"not a pdf")
+    env = {"CLARA_RAW_DATA": "raw", "CLARA_ARTIFACTS": "out", "DAGSTER_HOME": ""}  # DAGSTER_HOME unset: ./dagster_home
+
+    first = clara("run", env=env, cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr  # one document failed, and says so
+    assert "1/2 documents ingested" in first.stdout
+    assert "FAILED      broken_pdf-" in first.stdout and "broken.pdf: not a readable PDF" in first.stdout
+    assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
+    assert len(list((tmp_path / "out" / "documents").glob("policy_docx-*/extracted.json"))) == 1
+
+    (raw / "broken.pdf").unlink()
+    second = clara("run", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
+
+    # the runs are in the instance, where the UI will show them
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_documents"))
+        assert len(runs) == 2 and {r.tags["clara/launched_by"] for r in runs} == {"clara run"}
