@@ -70,6 +70,10 @@ def extract_pdf(data: bytes, name: str, builder: DocumentBuilder, limits: ImageL
         pages = _layout_pages(doc, name, builder, options)
         if all(items is None for items in pages):
             raise ExtractionError(name, f"none of the {doc.page_count} pages could be read: the PDF is damaged")
+        icons = sum(1 for items in pages for i in items or () if i.kind == "icon")
+        if icons:
+            builder.warn("image_icon", f"{icons} image placement(s) drawn smaller than {options.min_display_pt:g} pt "
+                         "on both sides were skipped as icons or bullets")
         body_size = _body_font_size(pages)
         images = _PdfImages(doc, limits, builder, _decorative_xrefs(pages, options))
         for number, items in enumerate(pages, start=1):
@@ -102,7 +106,9 @@ def _layout_pages(doc, name: str, builder: DocumentBuilder, options: PdfOptions)
 def _page_items(page, options: PdfOptions) -> list[_Item]:
     tables = []
     if options.detect_tables and _may_have_table(page):
-        found = page.find_tables().tables
+        # use_layout=False: the classic ruled-cell finder. PyMuPDF 2's default first runs an ONNX layout
+        # model (about 1 s per page on a laptop CPU), which would make ingestion 20x slower.
+        found = page.find_tables(use_layout=False).tables
         words = page.get_text("words", flags=_TEXT_FLAGS) if found else []
         for table in found:
             markdown = _table_markdown([[_cell_text(words, cell) for cell in row.cells] for row in table.rows])
@@ -122,9 +128,9 @@ def _page_items(page, options: PdfOptions) -> list[_Item]:
 
     for info in page.get_image_info(xrefs=True):
         x0, y0, x1, y1 = info["bbox"]
-        if x1 - x0 < options.min_display_pt and y1 - y0 < options.min_display_pt:
-            continue  # drawn as a bullet or icon, whatever its pixel size
-        items.append(_Item("image", (x0, y0, x1, y1), xref=info["xref"]))
+        small = x1 - x0 < options.min_display_pt and y1 - y0 < options.min_display_pt
+        # Drawn as a bullet or icon, whatever its pixel size: kept in the layout only to be counted.
+        items.append(_Item("icon" if small else "image", (x0, y0, x1, y1), xref=info["xref"]))
     if any(i.kind == "image" and i.xref == 0 for i in items):
         _attach_inline_images(page, items)
     return _xy_cut(items)
@@ -224,6 +230,8 @@ def _decorative_xrefs(pages: list[list[_Item] | None], options: PdfOptions) -> s
 
 
 def _render(item: _Item, body_size: float, options: PdfOptions, images: "_PdfImages", page: int) -> str:
+    if item.kind == "icon":
+        return ""
     if item.kind == "table":
         return item.text
     if item.kind == "image":
