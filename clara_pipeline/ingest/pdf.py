@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # from get_image_info, which reports placements without decoding pixels).
 _TEXT_FLAGS = (pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES) | pymupdf.TEXT_MEDIABOX_CLIP
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+# A drawn bullet at the start of a block becomes "- " (a middle dot only when a space follows it).
+_BULLET = re.compile(r"^(?:[\u2022\u25cf\u25aa\u25e6\u25a0\u2023\u2043\u2219\uf0b7]\s*|\u00b7\s+)")
+_MARGIN = 0.08  # top and bottom 8% of the page: where running headers and footers sit
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ class PdfOptions:
 class _Item:
     """Something placed on a page: text block, table or image, with its bounding box."""
 
-    kind: str  # "text" | "table" | "image"
+    kind: str  # "text" | "table" | "image" | "icon"
     bbox: tuple[float, float, float, float]
+    margin: bool = False  # lies in the top or bottom band of the page, where running headers live
     text: str = ""
     size: float = 0.0  # largest font size in a text block
     xref: int = 0  # image object number; 0 for an inline image, whose bytes are in `data`
@@ -70,6 +74,7 @@ def extract_pdf(data: bytes, name: str, builder: DocumentBuilder, limits: ImageL
         pages = _layout_pages(doc, name, builder, options)
         if all(items is None for items in pages):
             raise ExtractionError(name, f"none of the {doc.page_count} pages could be read: the PDF is damaged")
+        _drop_running_lines(pages, builder)
         icons = sum(1 for items in pages for i in items or () if i.kind == "icon")
         if icons:
             builder.warn("image_icon", f"{icons} image placement(s) drawn smaller than {options.min_display_pt:g} pt "
@@ -124,7 +129,8 @@ def _page_items(page, options: PdfOptions) -> list[_Item]:
             continue
         text, size = _block_text(block)
         if text:
-            items.append(_Item("text", bbox, text=text, size=size))
+            margin = bbox[3] < page.rect.y0 + _MARGIN * page.rect.height or bbox[1] > page.rect.y1 - _MARGIN * page.rect.height
+            items.append(_Item("text", bbox, text=text, size=size, margin=margin))
 
     for info in page.get_image_info(xrefs=True):
         x0, y0, x1, y1 = info["bbox"]
@@ -134,6 +140,35 @@ def _page_items(page, options: PdfOptions) -> list[_Item]:
     if any(i.kind == "image" and i.xref == 0 for i in items):
         _attach_inline_images(page, items)
     return _xy_cut(items)
+
+
+def _drop_running_lines(pages: list[list[_Item] | None], builder: DocumentBuilder) -> None:
+    """Removes running headers and footers: margin lines repeated (digits aside) on most pages.
+
+    "Page 3 of 12" and "ACME | Manual Rev. C" on every page are noise in every training chunk.
+    """
+    readable = [items for items in pages if items is not None]
+    if len(readable) < 2:
+        return
+    seen: Counter[str] = Counter()
+    for items in readable:
+        seen.update({_running_key(i.text) for i in items if i.kind == "text" and i.margin})
+    needed = max(2, (len(readable) + 1) // 2)
+    repeated = {key for key, count in seen.items() if count >= needed}
+    if not repeated:
+        return
+    removed = 0
+    for items in readable:
+        keep = [i for i in items if not (i.kind == "text" and i.margin and _running_key(i.text) in repeated)]
+        removed += len(items) - len(keep)
+        items[:] = keep
+    example = min(repeated, key=len)
+    builder.warn("running_lines_removed", f"removed {removed} running header/footer line(s) repeated on "
+                 f"{needed}+ of {len(readable)} pages (e.g. '{example[:60]}')")
+
+
+def _running_key(text: str) -> str:
+    return " ".join(re.sub(r"\d+", "#", text).split()).lower()
 
 
 def _may_have_table(page) -> bool:
@@ -154,18 +189,20 @@ def _block_text(block) -> tuple[str, float]:
 
 
 def _join_lines(lines: list[str]) -> str:
-    """Joins the lines of one block into a paragraph: no space between CJK characters, de-hyphenated."""
+    """Joins the lines of one block into a paragraph: no space at CJK line breaks, de-hyphenated."""
     out = ""
     for line in lines:
         if not out:
             out = line
         elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[:1].islower():
-            out = out[:-1] + line
+            out = out[:-1] + line  # "exam-" + "ple"
+        elif out.endswith(("-", "/")) and len(out) > 1 and out[-2].isalnum() and line[:1].isalnum():
+            out += line  # "KD-UM-EG400-" + "ZH", "SELV/" + "PELV"
         elif _CJK.match(out[-1]) or _CJK.match(line[0]):
             out += line
         else:
             out += " " + line
-    return out
+    return _BULLET.sub("- ", out)
 
 
 def _center_inside(bbox, outer) -> bool:

@@ -114,3 +114,22 @@ def test_truncated_pdf_is_repaired_or_refused_never_crashes(tmp_path):
         assert str(exc).startswith("cut.pdf: ")
     else:  # MuPDF rebuilt the cross-reference table: what it could not read is reported per page
         assert "Installation Guide" in doc.text or any(w.code == "page_unreadable" for w in doc.warnings)
+
+
+def test_running_headers_and_footers_are_removed(tmp_path):
+    import pymupdf
+
+    doc = pymupdf.open()
+    for n in range(1, 4):
+        page = doc.new_page()
+        page.insert_text((72, 30), "ACME Corp | X200 Manual | Rev. C", fontsize=8)
+        page.insert_text((72, 70), f"Chapter {n}", fontsize=20)
+        page.insert_textbox(pymupdf.Rect(72, 90, 520, 140), "\u2022 Check the fuse rating before replacing it.", fontsize=11,
+                            fontname="china-s")
+        page.insert_text((72, 820), f"Page {n} of 3", fontsize=8)
+    doc.save(tmp_path / "m.pdf")
+    result = extract_document(tmp_path / "m.pdf")
+    assert "ACME Corp" not in result.text and "Page 2 of 3" not in result.text
+    assert result.text.count("- Check the fuse rating before replacing it.") == 3  # drawn bullet -> "- "
+    assert [w.code for w in result.warnings] == ["running_lines_removed"]
+    assert "removed 6 running header/footer line(s)" in result.warnings[0].message
