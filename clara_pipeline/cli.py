@@ -3,6 +3,7 @@
     clara extract FILE [--images-dir DIR]   print one document's extraction as JSON
     clara run [--only-new]                  run the main job on the embedded defaults
     clara dev [-p PORT]                     start the Dagster UI and daemon on this project
+    clara validate-data FILE --stage S      check a training JSONL file (S: pretrain, instruct, e2e)
 
 Paths come from CLARA_RAW_DATA (./raw_data), CLARA_ARTIFACTS (./artifacts) and DAGSTER_HOME
 (./dagster_home), so `clara run` and `clara dev` share one instance: runs made by one show in the other.
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=_cmd_dev)
 
+    p = sub.add_parser("validate-data", help="check a training JSONL file; bad lines are reported as file:line: reason")
+    p.add_argument("file")
+    p.add_argument("--stage", required=True, choices=["pretrain", "instruct", "e2e"])
+    p.set_defaults(func=_cmd_validate_data)
+
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -62,6 +68,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     return run_main(settings, verbose=args.verbose)
+
+
+def _cmd_validate_data(args: argparse.Namespace) -> int:
+    from clara_model.data import validate_data_main
+
+    return validate_data_main(args.file, args.stage)
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:

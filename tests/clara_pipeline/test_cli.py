@@ -65,3 +65,16 @@ def test_run_ingests_the_folder_into_a_persistent_instance(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_documents"))
         assert len(runs) == 2 and {r.tags["clara/launched_by"] for r in runs} == {"clara run"}
+
+
+def test_validate_data_accepts_the_official_sample_and_reports_bad_lines(tmp_path):
+    sample = Path(__file__).resolve().parents[1] / "clara_model" / "data" / "official_stage1_sample_head200.jsonl"
+    ok = clara("validate-data", str(sample), "--stage", "pretrain")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "200 rows OK for stage pretrain" in ok.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "docs": ["d"], "answer": "a", "pos_index": [3]}\nnot json\n')
+    result = clara("validate-data", str(bad), "--stage", "instruct")
+    assert result.returncode == 1
+    assert f"{bad}:1: " in result.stdout and f"{bad}:2: " in result.stdout

@@ -18,6 +18,9 @@ from tests.clara_pipeline import docgen
 
 pytestmark = pytest.mark.slow
 
+MATERIALIZATION_QUERY = """{ assetOrError(assetKey: {path: ["extracted_document"]}) {
+  ... on Asset { definition { partitionDefinition { name } }
+                 assetMaterializations(limit: 1) { partition metadataEntries { label } } } } }"""
 RUNS_QUERY = """{ runsOrError(filter: {pipelineName: "ingest_documents"}) {
   ... on Runs { results { runId status tags { key value } } } } }"""
 
@@ -83,6 +86,13 @@ def test_sensor_ingests_a_dropped_file_under_dagster_dev(tmp_path):
         stored = json.loads((artifacts / "documents" / key / "extracted.json").read_text())["document"]
         assert stored["source"] == "travel_policy.docx" and stored["text"].startswith("# Travel Policy")
         assert (artifacts / "documents" / key / "images.json").exists()
+
+        # what the UI shows: the partitioned asset, its latest materialization and metadata
+        asset = graphql(port, MATERIALIZATION_QUERY)["assetOrError"]
+        assert asset["definition"]["partitionDefinition"]["name"] == "documents"
+        (latest,) = asset["assetMaterializations"]
+        assert latest["partition"] == key
+        assert {"pages", "chars", "images", "preview", "warnings"} <= {e["label"] for e in latest["metadataEntries"]}
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -1,0 +1,304 @@
+"""The CLaRa model: compress documents, retrieve among candidates, and generate from compressed documents.
+
+One frozen base causal LM carries three LoRA adapters (see adapters.py). Every pass names its adapter:
+
+- `compress` (encoder or query reasoner): `<ENC> text <eos> <MEM0..M-1>` through the backbone only (no LM head);
+  the final (post-norm) hidden states at the M memory positions are the document's M vectors.
+- `decoder_loss` / `generate` (decoder): a chat prompt whose memory slots are overwritten by those vectors.
+
+Stage losses (`forward`):
+
+- pretrain / instruct: CE on the answer tokens + mse_weight x MSE(mean token state, mean memory state);
+- e2e: the query reasoner scores N candidates by cosine, straight-through top-k picks K, and the decoder's CE
+  trains reasoner + decoder; candidates are compressed by the frozen encoder without gradient, in eval mode
+  (no LoRA dropout noise on fixed document vectors). Optional InfoNCE on pos_index.
+
+Shapes: B batch, D documents in a batch, N candidates, K top-k, L tokens, M memory slots, H hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from clara_model.adapters import (
+    add_adapters,
+    copy_adapter,
+    enable_activation_checkpointing,
+    set_trainable,
+    use_adapter,
+)
+from clara_model.base import load_base_model, load_tokenizer
+from clara_model.collate import IGNORE_INDEX, CompressionBatch, RetrievalBatch
+from clara_model.config import Adapter, AdapterInit, ClaraConfig, Stage
+from clara_model.tokens import SpecialTokenEmbedding, SpecialTokens, add_special_tokens
+from clara_model.topk import cosine_scores, differentiable_topk, multi_positive_infonce
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Compression:
+    """What the encoder (or query reasoner) makes of a batch of texts."""
+
+    memory: torch.Tensor  # [D, M, H], the model's dtype
+    mse: torch.Tensor  # [] fp32: mean over D x H of (mean token state - mean memory state)^2
+
+
+@dataclass
+class ClaraOutput:
+    """One training step's losses. `loss` is what to backpropagate; the rest is for logging."""
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    mse: torch.Tensor
+    retrieval_loss: torch.Tensor | None = None
+    topk_indices: torch.Tensor | None = None  # [B, K], e2e only
+
+
+class ClaraModel(nn.Module):
+    """A frozen base LM with CLaRa's adapters and special-token rows, configured for one stage.
+
+    Trainability is set here, once, from `config.stage`: the LoRA weights of `trainable_adapters` and, when
+    `train_special_tokens`, the [S, H] special-token rows. Nothing else trains.
+    """
+
+    def __init__(
+        self, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ClaraConfig, tokens: SpecialTokens
+    ) -> None:
+        super().__init__()
+        if tokens.n_mem != config.model.n_mem:
+            raise ValueError(f"tokens have {tokens.n_mem} memory ids, config.model.n_mem is {config.model.n_mem}")
+        self.base = base
+        self.tokenizer = tokenizer
+        self.config = config
+        self.tokens = tokens
+        self.special_embedding = SpecialTokenEmbedding.from_model(base, tokens)
+        self.register_buffer("mem_ids", torch.tensor(tokens.mem_ids, device=base.device), persistent=False)
+        set_trainable(base, config.stage.trainable_adapters)
+        self.special_embedding.weight.requires_grad_(config.stage.train_special_tokens)
+        if config.stage.activation_checkpointing:
+            enable_activation_checkpointing(base)
+        logger.info(
+            "stage %s: adapters %s, training %s%s: %d parameters",
+            config.stage.stage.value,
+            [a.value for a in config.stage.adapters],
+            sorted(a.value for a in config.stage.trainable_adapters),
+            " + special-token rows" if config.stage.train_special_tokens else "",
+            sum(p.numel() for p in self.parameters() if p.requires_grad),
+        )
+
+    @classmethod
+    def from_config(
+        cls, config: ClaraConfig, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> ClaraModel:
+        """Build a model from the base LM alone: every adapter fresh (the query reasoner a copy of the encoder).
+
+        Raises:
+            ValueError: when the stage hands an adapter off from a checkpoint; use `load_checkpoint` for that.
+            BaseModelUnavailableError: when the base model cannot be loaded.
+        """
+        init = config.stage.adapter_init
+        handed_off = sorted(a.value for a, how in init.items() if how is AdapterInit.FROM_CHECKPOINT)
+        if handed_off:
+            raise ValueError(
+                f"stage {config.stage.stage.value} takes {handed_off} from the previous stage's checkpoint: "
+                "use clara_model.load_checkpoint(path, next_stage=...)"
+            )
+        spec = config.model
+        base = load_base_model(
+            spec.base_model, device=device, dtype=dtype, attn_implementation=spec.attn_implementation, seed=spec.seed
+        )
+        tokenizer = load_tokenizer(spec.base_model)
+        tokens = add_special_tokens(tokenizer, spec.n_mem)
+        add_adapters(base, config.stage.adapters, spec.lora)
+        if config.stage.adapter_init.get(Adapter.QUERY_REASONER) is AdapterInit.COPY_OF_ENCODER:
+            copy_adapter(base, Adapter.ENCODER, Adapter.QUERY_REASONER)
+        return cls(base, tokenizer, config, tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return self.special_embedding.weight.device
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Return the parameters this stage trains, by name (what the optimizer gets)."""
+        return {name: param for name, param in self.named_parameters() if param.requires_grad}
+
+    # -- building blocks ------------------------------------------------------------------------------------
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Return input embeddings [B, L, H]: the base rows, and CLaRa's own rows for its special tokens."""
+        return self.special_embedding(input_ids, self.base.get_input_embeddings())
+
+    def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Return the backbone's final (post-norm) hidden states [B, L, H]; the LM head is not run."""
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, L]; left padding starts at 0
+        out = self.base.base_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
+        return out.last_hidden_state
+
+    def compress(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, adapter: Adapter) -> Compression:
+        """Compress encoder inputs [D, L] (see collate.encode_documents) into memory vectors [D, M, H].
+
+        Raises:
+            ValueError: when the inputs do not end with the M memory tokens.
+        """
+        m = self.tokens.n_mem
+        if input_ids.size(1) < m or not bool((input_ids[:, -m:] == self.mem_ids).all()):
+            raise ValueError("encoder inputs must end with <MEM0>..<MEM{M-1}> (use collate.encode_documents)")
+        with use_adapter(self.base, adapter):
+            states = self.hidden_states(self.embed(input_ids), attention_mask)  # [D, L, H]
+        memory = states[:, -m:]  # [D, M, H]: left padding puts the memory tokens last
+
+        # MSE alignment in fp32 (the original summed ~260 bf16 vectors): mean state of the attended non-memory
+        # tokens (<ENC>, text, <eos>) against the mean memory state.
+        states32 = states.float()
+        text_mask = attention_mask.clone()
+        text_mask[:, -m:] = 0
+        text_mask = text_mask.unsqueeze(-1).to(states32.dtype)  # [D, L, 1]
+        mean_text = (states32 * text_mask).sum(dim=1) / text_mask.sum(dim=1)  # [D, H]
+        mean_memory = states32[:, -m:].mean(dim=1)  # [D, H]
+        return Compression(memory=memory, mse=F.mse_loss(mean_text, mean_memory))
+
+    def decoder_inputs(
+        self, input_ids: torch.Tensor, memory: torch.Tensor, slots_per_row: torch.Tensor
+    ) -> torch.Tensor:
+        """Return decoder input embeddings [B, L, H] with every memory slot overwritten by `memory` [D, M, H].
+
+        Row b has `slots_per_row[b]` slot groups `<MEM0>..<MEM{M-1}><SEP>`; they take the next documents of
+        `memory` in order. The `<SEP>` positions keep their own embedding.
+
+        Raises:
+            ValueError: when the prompts' slots do not match the documents (count or order).
+        """
+        m = self.tokens.n_mem
+        is_memory = torch.isin(input_ids, self.mem_ids)  # [B, L]
+        expected = slots_per_row.to(is_memory.device) * m  # [B]
+        if not torch.equal(is_memory.sum(dim=1), expected) or memory.size(0) * m != int(expected.sum()):
+            raise ValueError(
+                f"memory slots per row {is_memory.sum(dim=1).tolist()} do not match {memory.size(0)} documents "
+                f"x {m} (expected {expected.tolist()}); did the text contain a <MEM> token?"
+            )
+        if not bool((input_ids[is_memory].view(-1, m) == self.mem_ids).all()):
+            raise ValueError("memory tokens in the prompt are not in <MEM0>..<MEM{M-1}> groups")
+        embeds = self.embed(input_ids)  # [B, L, H]
+        # masked_scatter fills the True positions in row-major order: row by row, left to right, i.e. document
+        # by document and slot by slot, exactly the order of memory.reshape(-1).
+        return embeds.masked_scatter(is_memory.unsqueeze(-1), memory.to(embeds.dtype))
+
+    def decoder_loss(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        memory: torch.Tensor,
+        slots_per_row: torch.Tensor,
+    ) -> torch.Tensor:
+        """Return the decoder's token-mean cross-entropy over the answer tokens (fp32 scalar).
+
+        Logits are computed for the answer positions only: a prompt position needs none, and for a 151k
+        vocabulary they would dominate activation memory (reference §5).
+
+        Raises:
+            ValueError: when no row of the batch has an answer token left (all truncated by max_len).
+        """
+        embeds = self.decoder_inputs(input_ids, memory, slots_per_row)
+        with use_adapter(self.base, Adapter.DECODER):
+            states = self.hidden_states(embeds, attention_mask)  # [B, L, H]
+        targets = labels[:, 1:]  # [B, L-1]: position t predicts token t+1
+        keep = targets != IGNORE_INDEX  # [B, L-1]
+        if not bool(keep.any()):
+            raise ValueError("every answer in this batch was truncated away by max_len; raise max_len")
+        logits = self.base.get_output_embeddings()(states[:, :-1][keep]).float()  # [T, V]
+        return F.cross_entropy(logits, targets[keep])
+
+    # -- stage losses --------------------------------------------------------------------------------------
+
+    def forward(self, batch: CompressionBatch | RetrievalBatch) -> ClaraOutput:
+        """Return the loss of this model's stage on `batch` (the collator of the same stage made it).
+
+        Raises:
+            TypeError: when the batch does not belong to the stage.
+        """
+        stage = self.config.stage.stage
+        if stage in (Stage.PRETRAIN, Stage.INSTRUCT) and isinstance(batch, CompressionBatch):
+            return self._compression_loss(batch)
+        if stage is Stage.E2E and isinstance(batch, RetrievalBatch):
+            return self._retrieval_loss(batch)
+        raise TypeError(f"stage {stage.value} cannot train on a {type(batch).__name__}")
+
+    def _compression_loss(self, batch: CompressionBatch) -> ClaraOutput:
+        docs = self.compress(batch.doc_ids, batch.doc_mask, Adapter.ENCODER)
+        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, docs.memory, batch.docs_per_row)
+        return ClaraOutput(loss=ce + self.config.stage.mse_weight * docs.mse, ce=ce, mse=docs.mse)
+
+    def _retrieval_loss(self, batch: RetrievalBatch) -> ClaraOutput:
+        stage = self.config.stage
+        b, n = batch.candidate_mask.shape
+        with torch.no_grad(), eval_mode(self.base):
+            docs = self.compress(batch.doc_ids, batch.doc_mask, Adapter.ENCODER)
+        candidates = docs.memory.new_zeros(b, n, *docs.memory.shape[1:])  # [B, N, M, H]
+        candidates[batch.candidate_mask] = docs.memory  # rows of the flat [C, M, H], row by row
+
+        query = self.compress(batch.query_ids, batch.query_mask, Adapter.QUERY_REASONER).memory  # [B, M, H]
+        scores = cosine_scores(query.flatten(1), candidates.flatten(2), batch.candidate_mask)  # [B, N]
+        weights, indices = differentiable_topk(scores, stage.generation_top_k, stage.topk_temperature)  # [B, K, N]
+        selected = torch.einsum("bkn,bnmh->bkmh", weights.to(candidates.dtype), candidates)  # [B, K, M, H]
+
+        slots = torch.full((b,), stage.generation_top_k, dtype=torch.long)
+        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, selected.flatten(0, 1), slots)
+        loss, retrieval = ce, None
+        if stage.retrieval_loss_weight:
+            retrieval = multi_positive_infonce(scores, batch.pos_mask, stage.topk_temperature)
+            loss = loss + stage.retrieval_loss_weight * retrieval
+        return ClaraOutput(loss=loss, ce=ce, mse=docs.mse, retrieval_loss=retrieval, topk_indices=indices)
+
+    # -- inference -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        memory: torch.Tensor,
+        slots_per_row: torch.Tensor,
+        *,
+        max_new_tokens: int,
+    ) -> list[str]:
+        """Return the greedy continuations of decoder prompts [B, L] whose slots hold `memory` [D, M, H]."""
+        embeds = self.decoder_inputs(input_ids, memory, slots_per_row)
+        eos = {self.tokens.eos_id}
+        model_eos = self.base.generation_config.eos_token_id
+        eos.update(model_eos if isinstance(model_eos, list) else [model_eos] if model_eos is not None else [])
+        # A fresh config, not the model's: Qwen3-Instruct's samples by default (top-k 20, T 0.7), reference Q6.
+        generation_config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=sorted(eos),
+            pad_token_id=self.tokens.pad_id,
+            suppress_tokens=list(self.tokens.new_ids),  # never write a memory, <ENC> or <SEP> token
+        )
+        with use_adapter(self.base, Adapter.DECODER), eval_mode(self.base):
+            out = self.base.generate(
+                inputs_embeds=embeds, attention_mask=attention_mask, generation_config=generation_config
+            )
+        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block with `module` in eval mode (no dropout); restore its previous mode on exit."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
