@@ -1,0 +1,1 @@
+"""The corpus: enriched documents cut into token-bounded chunks, and the manifest of live documents."""

@@ -1,0 +1,68 @@
+"""Enrichment: each `[IMAGE_REF: id]` marker in a document's text becomes that figure's caption.
+
+This is the text training sees. The reference put the captions into the synthesis prompt only and left the
+raw marker (a file path) in the training documents; here no marker, id or path survives. A figure without a
+caption (its captioning failed and will be retried) leaves its alt text, or nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..ingest import MARKER_RE
+
+# What must never reach training text: a marker, an image id, or a path into the artifact store.
+_RAW_REFERENCE = re.compile(r"\[IMAGE_REF|\bimg-[0-9a-f]{16}\b|images/[0-9a-f]{2}/[0-9a-f]{64}|"
+                            r"(?:^|\s)/[\w.-]+/[\w./-]+\.(?:png|jpe?g|gif|bmp|tiff?|webp)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class EnrichedText:
+    text: str
+    captioned: int  # markers replaced by a caption
+    uncaptioned: list[str]  # ids of figures that had no caption (alt text or nothing left in their place)
+
+
+def enrich_text(text: str, captions: Mapping[str, str], alt_texts: Mapping[str, str] | None = None) -> EnrichedText:
+    """Returns `text` with every marker replaced by its figure's caption.
+
+    A marker alone on its line becomes the caption as its own paragraph; a marker inside a Markdown table row
+    becomes the caption on one line with `|` escaped, so the table stays a table.
+    """
+    alt_texts = alt_texts or {}
+    captioned, uncaptioned = 0, []
+    lines = []
+    for line in text.split("\n"):
+        in_table = line.lstrip().startswith("|")
+
+        def replace(match: re.Match) -> str:
+            nonlocal captioned
+            image_id = match.group(1)
+            caption = (captions.get(image_id) or "").strip()
+            if caption:
+                captioned += 1
+            else:
+                uncaptioned.append(image_id)
+                alt = (alt_texts.get(image_id) or "").strip()
+                caption = f"[Figure: {alt}]" if alt else ""
+            if in_table:
+                return " ".join(caption.split()).replace("|", "\\|")
+            return caption
+
+        replaced = MARKER_RE.sub(replace, line)
+        lines.append(re.sub(r"(?<=\S) {2,}(?=\S)", " ", replaced) if replaced != line else line)
+    enriched = "\n".join(lines)
+    enriched = re.sub(r"[ \t]+\n", "\n", enriched)
+    enriched = re.sub(r"\n{3,}", "\n\n", enriched).strip()
+    return EnrichedText(enriched, captioned, uncaptioned)
+
+
+def raw_reference_problems(text: str) -> list[str]:
+    """Every raw marker, image id or image path left in `text`, with some context; empty when clean."""
+    problems = []
+    for match in _RAW_REFERENCE.finditer(text):
+        start = max(0, match.start() - 20)
+        problems.append(f"raw figure reference at character {match.start()}: ...{text[start:match.end() + 20]!r}...")
+    return problems
