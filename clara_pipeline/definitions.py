@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs.captions import enriched_document, image_captions, no_raw_figure_references
+from .defs.datasets import dataset_checks, training_datasets
 from .defs.ingest import ingest_document, markers_resolve, text_not_empty
-from .defs.jobs import ingest_job
+from .defs.jobs import ingest_job, synthesis_job
 from .defs.resources import build_resources
 from .defs.sensors import raw_data_sensor
+from .defs.synthesis import corpus, qa_synthesis
 from .settings import Settings
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[ingest_document],
-        asset_checks=[markers_resolve, text_not_empty],
-        jobs=[ingest_job],
+        assets=[ingest_document, image_captions, enriched_document, corpus, qa_synthesis, training_datasets],
+        asset_checks=[markers_resolve, text_not_empty, no_raw_figure_references, *dataset_checks],
+        jobs=[ingest_job, synthesis_job],
         sensors=[raw_data_sensor],
         resources=build_resources(settings),
     )

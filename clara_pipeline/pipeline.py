@@ -1,12 +1,15 @@
 """`clara run`: the main job on one machine, through the same Dagster definitions and instance as the UI.
 
-It syncs the `documents` partitions with the raw folder (what `raw_data_sensor` does on a schedule), then
-materializes every partition that is not up to date, in process, and prints one line per document.
-Runs land in DAGSTER_HOME, so they show in `clara dev` / `dagster dev` afterwards.
+1. Sync the `documents` partitions with the raw folder (what `raw_data_sensor` does on a schedule).
+2. Run the per-document job (extract, store and caption figures, enrich) for every document not up to date.
+3. Run the synthesis job (corpus, QA synthesis, datasets) over the live documents.
+
+Everything runs in process and lands in DAGSTER_HOME, so it shows in `clara dev` / `dagster dev` afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -17,6 +20,7 @@ from .definitions import build_definitions
 from .defs.partitions import documents_partitions
 from .ingest.service import cache_key, load_extracted
 from .ingest.sources import plan_partitions, scan_folder
+from .llm.tasks import CAPTION
 from .settings import Settings, ensure_dagster_home
 
 # Failures are summarised in one line per document below; the full logs stay in the run (UI, --verbose).
@@ -36,7 +40,7 @@ def sync_partitions(instance: dg.DagsterInstance, settings: Settings) -> tuple[l
 
 
 def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout) -> int:
-    """Runs ingestion for every document; returns 0 when all succeeded, 1 when any failed."""
+    """Runs the pipeline on every document; returns 0 when all succeeded, 1 when anything failed."""
     if not settings.raw_data.is_dir():
         print(f"clara run: the raw-data folder {settings.raw_data} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
         return 2
@@ -45,36 +49,79 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout) -> in
     instance = dg.DagsterInstance.get()
     added, deleted = sync_partitions(instance, settings)
     keys = sorted(instance.get_dynamic_partitions(documents_partitions.name))
+    llm = defs.resources["llm"]
     print(f"raw data: {settings.raw_data} ({len(keys)} documents; {len(added)} new, {len(deleted)} removed)", file=out)
     print(f"artifacts: {settings.artifacts}\nDAGSTER_HOME: {settings.dagster_home}", file=out)
+    print("LLM: " + ("offline stand-in (set CLARA_LLM_BASE_URL for a real endpoint)" if llm.offline
+                     else f"{llm.base_url} ({llm.model}, vision {llm.vlm_model or llm.model})"), file=out)
 
-    job = defs.resolve_job_def("ingest_documents")
-    config = defs.resources["extraction"].config()
-    store = defs.resources["artifacts"].store()
-    done = instance.get_materialized_partitions(dg.AssetKey("document_images"))
-    failures = 0
+    run_config = None if verbose else _QUIET
+    tags = {"clara/launched_by": "clara run"}
     started = time.perf_counter()
+    failures = 0
+    job = defs.resolve_job_def("ingest_documents")
     for key in keys:
-        stored = load_extracted(store, key)
-        if key in done and stored is not None and stored[1] == cache_key(config):
+        if _document_up_to_date(defs, key):
             print(f"  up to date  {key}", file=out)
             continue
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
-                                        run_config=None if verbose else _QUIET, tags={"clara/launched_by": "clara run"})
+                                        run_config=run_config, tags=tags)
         if result.success:
-            document = load_extracted(store, key)[0]
+            document = load_extracted(defs.resources["artifacts"].store(), key)[0]
             pages = f"{document.page_count} pages, " if document.pages else ""
             print(f"  ok          {key}  {document.format}, {pages}{len(document.text):,} chars, "
-                  f"{len(document.images)} images, {len(document.warnings)} warnings", file=out)
+                  f"{len(document.images)} figures, {len(document.warnings)} warnings", file=out)
         else:
             failures += 1
-            print(f"  FAILED      {key}: {_failure_reason(result)}", file=out)
+            print(f"  FAILED      {key}: {failure_reason(result)}", file=out)
     print(f"{len(keys) - failures}/{len(keys)} documents ingested in {time.perf_counter() - started:.1f} s"
           + (f"; {failures} failed (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
+    if failures == len(keys):
+        return 1
+
+    started = time.perf_counter()
+    result = defs.resolve_job_def("synthesize_datasets").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+    if not result.success:
+        print(f"synthesis FAILED: {failure_reason(result)}", file=out)
+        return 1
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        summary = ", ".join(f"{k} {meta[k].value}" for k in _SUMMARY.get(event.asset_key.to_user_string(), ()) if k in meta)
+        print(f"  {event.asset_key.to_user_string():<20} {summary}", file=out)
+    print(f"synthesis done in {time.perf_counter() - started:.1f} s", file=out)
     return 1 if failures else 0
 
 
-def _failure_reason(result) -> str:
+_SUMMARY = {
+    "corpus": ("documents", "chunks", "tokens_mean"),
+    "qa_synthesis": ("qa_pairs", "paraphrases", "http_requests", "cache_hits"),
+    "pretrain_dataset": ("rows", "path"),
+    "instruction_dataset": ("rows", "path"),
+    "end_to_end_dataset": ("rows", "path"),
+}
+
+
+def _document_up_to_date(defs: dg.Definitions, key: str) -> bool:
+    """Extracted with the current extractor and settings, captioned by the current provider without failures,
+    and enriched."""
+    store = defs.resources["artifacts"].store()
+    stored = load_extracted(store, key)
+    if stored is None or stored[1] != cache_key(defs.resources["extraction"].config()):
+        return False
+    captions_path, enriched_path = store.captions_path(key), store.enriched_document_path(key)
+    if not (captions_path.exists() and enriched_path.exists()):
+        return False
+    captions = json.loads(captions_path.read_text(encoding="utf-8"))
+    llm = defs.resources["llm"]
+    provider = captions.get("provider", {})
+    expected = ("offline", "offline") if llm.offline else (llm.vlm_model or llm.model, CAPTION.prompt_version)
+    actual = (("offline", provider.get("caption_prompt_version")) if provider.get("provider") == "offline"
+              else (provider.get("vlm_model"), provider.get("caption_prompt_version")))
+    return not captions["failures"] and actual == expected
+
+
+def failure_reason(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data

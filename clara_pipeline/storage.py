@@ -30,6 +30,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -112,3 +113,22 @@ class ArtifactStore:
 
     def document_images_path(self, partition_key: str) -> Path:
         return self.document_dir(partition_key) / "images.json"
+
+    def captions_path(self, partition_key: str) -> Path:
+        return self.document_dir(partition_key) / "captions.json"
+
+    def enriched_document_path(self, partition_key: str) -> Path:
+        return self.document_dir(partition_key) / "enriched.json"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def llm_cache_path(self) -> Path:
+        return self.root / "cache" / "llm_responses.sqlite"
+

@@ -11,12 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..ingest import MARKER_RE
-
-# What must never reach training text: a marker, an image id, or a path into the artifact store.
-_RAW_REFERENCE = re.compile(r"\[IMAGE_REF|\bimg-[0-9a-f]{16}\b|images/[0-9a-f]{2}/[0-9a-f]{64}|"
-                            r"(?:^|\s)/[\w.-]+/[\w./-]+\.(?:png|jpe?g|gif|bmp|tiff?|webp)\b", re.IGNORECASE)
-
+from ..ingest.model import MARKER_RE, raw_figure_references
 
 @dataclass(frozen=True)
 class EnrichedText:
@@ -62,7 +57,7 @@ def enrich_text(text: str, captions: Mapping[str, str], alt_texts: Mapping[str, 
 def raw_reference_problems(text: str) -> list[str]:
     """Every raw marker, image id or image path left in `text`, with some context; empty when clean."""
     problems = []
-    for match in _RAW_REFERENCE.finditer(text):
+    for kind, match in raw_figure_references(text):
         start = max(0, match.start() - 20)
-        problems.append(f"raw figure reference at character {match.start()}: ...{text[start:match.end() + 20]!r}...")
+        problems.append(f"{kind.replace('_', ' ')} at character {match.start()}: ...{text[start:match.end() + 20]!r}...")
     return problems

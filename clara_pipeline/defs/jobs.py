@@ -3,7 +3,16 @@ import dagster as dg
 # Everything that runs per document, in one process per run (no step subprocess spawn per asset).
 ingest_job = dg.define_asset_job(
     "ingest_documents",
-    selection=dg.AssetSelection.assets("extracted_document", "document_images"),
+    selection=dg.AssetSelection.assets("extracted_document", "document_images", "image_captions", "enriched_document"),
     executor_def=dg.in_process_executor,
-    description="Extract one document version (partition) and store its figures.",
+    description="Extract one document version (partition), store and caption its figures, and enrich its text.",
+)
+
+# Everything over the whole corpus: chunking, QA synthesis and the three training datasets.
+synthesis_job = dg.define_asset_job(
+    "synthesize_datasets",
+    selection=dg.AssetSelection.groups("synthesis", "datasets"),
+    executor_def=dg.in_process_executor,
+    description="Chunk the live documents, synthesize QA pairs (cached: only new chunks call the LLM) and "
+                "write the three training datasets.",
 )

@@ -1,11 +1,14 @@
 """Resources: where raw documents and artifacts live, and the extraction settings."""
 
 
+import os
 from pathlib import Path
 
 import dagster as dg
 
 from ..ingest import ExtractionConfig, ImageLimits, PdfOptions
+from ..llm import LLMConfig
+from ..llm import config as llm_env
 from ..ingest.sources import SourceNotFound, find_source
 from ..settings import Settings
 from ..storage import ArtifactStore
@@ -56,9 +59,85 @@ class ExtractionSettings(dg.ConfigurableResource):
         )
 
 
+class LLMResource(dg.ConfigurableResource):
+    """The OpenAI-compatible endpoint for captions and QA synthesis; no `base_url` means the offline provider.
+
+    Built from the CLARA_LLM_* variables (see clara_pipeline.llm.config); the key is passed as an EnvVar, so
+    Dagster shows its name, never its value.
+    """
+
+    base_url: str = ""
+    api_key: str = ""
+    model: str = llm_env.DEFAULT_MODEL
+    vlm_model: str = ""
+    embedding_model: str = ""
+    max_concurrency: int = 8
+    requests_per_minute: float = 600.0  # 0: no client-side limit
+    timeout_s: float = 60.0
+    max_retries: int = 6
+    max_reasks: int = 2
+    temperature: float = 0.2
+
+    @property
+    def offline(self) -> bool:
+        return not self.base_url
+
+    def config(self) -> LLMConfig | None:
+        if self.offline:
+            return None
+        return LLMConfig(base_url=self.base_url, api_key=self.api_key, model=self.model,
+                         vlm_model=self.vlm_model or None, embedding_model=self.embedding_model or None,
+                         max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute or None,
+                         timeout_s=self.timeout_s, max_retries=self.max_retries, max_reasks=self.max_reasks,
+                         temperature=self.temperature)
+
+    @classmethod
+    def from_env(cls, environ=None) -> "LLMResource":
+        """Reads and validates the CLARA_LLM_* variables (LLMConfigError names a bad one)."""
+        env = os.environ if environ is None else environ
+        config = LLMConfig.from_env(env)
+        if config is None:
+            return cls()
+        key_var = next((v for v in (llm_env.ENV_API_KEY, llm_env.ENV_OPENAI_API_KEY) if env.get(v)), None)
+        return cls(base_url=config.base_url, api_key=dg.EnvVar(key_var) if key_var else "", model=config.model,
+                   vlm_model=config.vlm_model or "", embedding_model=config.embedding_model or "",
+                   max_concurrency=config.max_concurrency, requests_per_minute=config.requests_per_minute or 0.0,
+                   timeout_s=config.timeout_s, max_retries=config.max_retries, max_reasks=config.max_reasks,
+                   temperature=config.temperature)
+
+
+class SynthesisSettings(dg.ConfigurableResource):
+    """Captioning, chunking, QA synthesis and dataset settings (the knobs a user tunes per corpus)."""
+
+    max_failed_caption_share: float = 0.5  # a document fails when more of its figures than this fail
+    max_failed_chunk_share: float = 0.2  # synthesis fails when more chunks than this fail
+    qa_pairs_per_chunk: int = 5  # asked of the LLM (3..8); curation may keep fewer
+    top_k: int = 5  # documents per stage-2 row (generation_top_k)
+    candidates: int = 20  # candidates per stage-3 row (N >= top_k)
+    held_out_fraction: float = 0.1  # questions kept out of every training file, for evaluation
+    seed: int = 0
+    base_model: str = "tiny"  # whose tokenizer cuts chunks ("tiny": Qwen3's real tokenizer, as Qwen3-4B's)
+    doc_max_length: int = 256  # tokens per chunk: CLaRa's document window
+    chunk_overlap_tokens: int = 32
+
+    def dataset_config(self):
+        from ..datasets import DatasetConfig
+
+        if self.candidates < self.top_k:
+            raise ValueError(f"SynthesisSettings.candidates ({self.candidates}) must be >= top_k ({self.top_k})")
+        return DatasetConfig(seed=self.seed, held_out_fraction=self.held_out_fraction)
+
+    def chunking(self):
+        from ..corpus.chunking import ChunkingConfig
+
+        return ChunkingConfig(max_tokens=self.doc_max_length, overlap_tokens=self.chunk_overlap_tokens)
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "raw_data": RawDataFolder(path=str(settings.raw_data)),
         "artifacts": ArtifactStoreResource(path=str(settings.artifacts)),
         "extraction": ExtractionSettings(),
+        "llm": LLMResource.from_env(),
+        "synthesis": SynthesisSettings(),
     }

@@ -18,6 +18,24 @@ EXTRACTOR_VERSION = "1"  # bump when extraction output changes for the same inpu
 
 MARKER_RE = re.compile(r"\[IMAGE_REF:\s*([A-Za-z0-9_-]+)\]")
 
+# What must never reach training text: a marker or an image id ...
+IMAGE_REFERENCE_RE = re.compile(r"IMAGE_REF|\bimg-[0-9a-f]{16}\b", re.IGNORECASE)
+# ... or a path to an image file / into the artifact store's image layout. The look-behind makes a match start
+# at a token's start, which keeps the search linear in a long run of word characters (Chinese has no spaces).
+IMAGE_PATH_RE = re.compile(
+    r"(?<![\w.~-])(?:[a-z]:)?(?:[\w.~-]*[\\/])+[\w.-]+\.(?:png|jpe?g|gif|bmp|webp|tiff?|emf|wmf|svg)\b"
+    r"|\bimages[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}",
+    re.IGNORECASE)
+URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)  # a URL is content, not a leaked path
+
+
+def raw_figure_references(text: str) -> list[tuple[str, re.Match]]:
+    """Every leaked figure reference in `text`: ("image_marker", match) or ("file_path", match)."""
+    found = [("image_marker", m) for m in IMAGE_REFERENCE_RE.finditer(text)]
+    if "/" in text or "\\" in text:
+        found += [("file_path", m) for m in IMAGE_PATH_RE.finditer(URL_RE.sub(lambda u: " " * len(u.group()), text))]
+    return sorted(found, key=lambda item: item[1].start())
+
 
 def image_marker(image_id: str) -> str:
     return f"[IMAGE_REF: {image_id}]"

@@ -8,10 +8,14 @@ filter here counts what it drops, so the metadata says what the LLM got wrong.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..datasets.records import QAPair
+from ..datasets.split import question_key
+from ..datasets.text import fold
 
 # Phrases that make a question depend on a passage the model will not see at question time.
 _NOT_SELF_CONTAINED = re.compile(
@@ -27,9 +31,9 @@ _STOP = frozenset("a an the of to in on at by for with and or is are was were be
                   "must may not no yes it they them their there has have had about approximately".split())
 
 
-@dataclass(frozen=True)
-class Pair:
-    chunk_id: str
+class Candidate(NamedTuple):
+    """A QA pair as the LLM proposed it, before curation."""
+
     qa_type: str  # fact | reasoning | cross_lingual
     question: str
     answer: str
@@ -44,12 +48,7 @@ class CurationReport:
 
 def normalize(text: str) -> str:
     """Case-, width- and whitespace-insensitive form (NFKC folds full-width digits and letters)."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def question_key(question: str) -> str:
-    """What makes two questions the same question: letters, digits and CJK characters only."""
-    return "".join(ch for ch in normalize(question) if ch.isalnum())
+    return " ".join(fold(text).split())
 
 
 def _content_tokens(text: str) -> list[str]:
@@ -79,15 +78,16 @@ def answer_supported(answer: str, chunk: str, min_overlap: float = 0.6) -> bool:
     return sum(t in chunk_tokens for t in tokens) / len(tokens) >= min_overlap
 
 
-def curate(pairs_by_chunk: Mapping[str, Iterable[Pair]], chunk_texts: Mapping[str, str],
-           *, min_overlap: float = 0.6) -> tuple[list[Pair], CurationReport]:
+def curate(pairs_by_chunk: Mapping[str, Iterable[Candidate]], chunk_texts: Mapping[str, str],
+           *, min_overlap: float = 0.6) -> tuple[list[QAPair], CurationReport]:
     """Returns the pairs worth training on, in chunk order, and what was dropped and why.
 
-    Duplicates are judged across the whole corpus: the first chunk (in the given order) keeps a question.
+    Duplicates are judged across the whole corpus, by the same question key as the held-out split: the
+    first chunk (in the given order) keeps a question.
     """
     report = CurationReport()
     seen: set[str] = set()
-    kept: list[Pair] = []
+    kept: list[QAPair] = []
     for cid, pairs in pairs_by_chunk.items():
         for pair in pairs:
             question, answer = pair.question.strip(), pair.answer.strip()
@@ -101,7 +101,7 @@ def curate(pairs_by_chunk: Mapping[str, Iterable[Pair]], chunk_texts: Mapping[st
                 report.dropped["duplicate_question"] += 1
             else:
                 seen.add(question_key(question))
-                kept.append(Pair(cid, pair.qa_type, question, answer))
+                kept.append(QAPair(cid, pair.qa_type, question, answer))
                 report.by_type[pair.qa_type] += 1
     report.kept = len(kept)
     return kept, report

@@ -1,6 +1,7 @@
 import pytest
 
-from clara_pipeline.synthesis.curate import Pair, answer_supported, curate, question_key
+from clara_pipeline.datasets.split import question_key
+from clara_pipeline.synthesis.curate import Candidate, answer_supported, curate
 
 CHUNK_EN = ("The EG-400 runs on 24 V DC nominal (9-36 V DC range) and draws 6 W typically. "
             "The relay outputs are rated 30 V DC / 2 A up to 45 °C.")
@@ -25,13 +26,13 @@ def test_answer_support(answer, chunk, ok):
 
 def test_curate_drops_and_counts_each_kind():
     pairs = {
-        "c1": [Pair("c1", "fact", "What is the nominal supply voltage of the EG-400?", "24 V DC"),
-               Pair("c1", "fact", "According to the text, what is the power draw?", "6 W"),
-               Pair("c1", "reasoning", "Why derate the relays?", "Because of Bluetooth interference."),
-               Pair("c1", "fact", "  ", "24 V")],
-        "c2": [Pair("c2", "cross_lingual", "What load can each relay carry below 45 °C?", "30 V DC / 2 A 阻性负载"),
-               Pair("c2", "fact", "what is the nominal supply voltage of the EG-400", "24 V DC"),
-               Pair("c2", "fact", "根据上文，继电器是什么触点？", "常开触点")],
+        "c1": [Candidate("fact", "What is the nominal supply voltage of the EG-400?", "24 V DC"),
+               Candidate("fact", "According to the text, what is the power draw?", "6 W"),
+               Candidate("reasoning", "Why derate the relays?", "Because of Bluetooth interference."),
+               Candidate("fact", "  ", "24 V")],
+        "c2": [Candidate("cross_lingual", "What load can each relay carry below 45 °C?", "30 V DC / 2 A 阻性负载"),
+               Candidate("fact", "what is the nominal supply voltage of the EG-400", "24 V DC"),
+               Candidate("fact", "根据上文，继电器是什么触点？", "常开触点")],
     }
     kept, report = curate(pairs, {"c1": CHUNK_EN, "c2": CHUNK_ZH + " 24 V DC"})
     assert [(p.chunk_id, p.qa_type) for p in kept] == [("c1", "fact"), ("c2", "cross_lingual")]
