@@ -9,6 +9,7 @@ from .defs.datasets import dataset_checks, training_datasets
 from .defs.ingest import ingest_document, markers_resolve, text_not_empty
 from .defs.jobs import ingest_job, synthesis_job
 from .defs.resources import build_resources
+from .defs.schedules import nightly_resynthesis
 from .defs.sensors import raw_data_sensor
 from .defs.synthesis import corpus, qa_synthesis
 from .settings import Settings
@@ -21,6 +22,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[markers_resolve, text_not_empty, no_raw_figure_references, *dataset_checks],
         jobs=[ingest_job, synthesis_job],
         sensors=[raw_data_sensor],
+        schedules=[nightly_resynthesis],
         resources=build_resources(settings),
     )
 

@@ -28,6 +28,10 @@ concurrency:
   runs:
     # Ingestion runs are one per document; a few at a time keeps a laptop responsive.
     max_concurrent_runs: 4
+  pools:
+    # Steps that call the LLM (pool "llm_api") across all runs; each step bounds its own requests too
+    # (CLARA_LLM_MAX_CONCURRENCY). Change a pool's limit: `dagster instance concurrency set llm_api 4`.
+    default_limit: 2
 """
 
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ..corpus.store import read_chunks
+from ..corpus.store import read_chunks, read_manifest
 from ..datasets import (
     ChunkRecord,
     NegativePicker,
@@ -18,6 +18,7 @@ from ..datasets import (
 )
 from ..datasets.ranking import EmbeddingRanker
 from ..llm import run_embeddings
+from ..storage import write_json_atomic
 from ..synthesis.run import read_synthesis
 from .resources import ArtifactStoreResource, LLMResource, RawDataFolder, SynthesisSettings
 
@@ -70,6 +71,10 @@ def training_datasets(context: dg.AssetExecutionContext, artifacts: ArtifactStor
         if rows.rows:
             metadata["first_row"] = dg.MetadataValue.json(_preview(rows.rows[0]))
         yield dg.MaterializeResult(asset_key=name, data_version=dg.DataVersion(written.sha256), metadata=metadata)
+    # Which corpus state these datasets were built from (the nightly schedule compares against it).
+    manifest = read_manifest(store) or {}
+    write_json_atomic(store.datasets_dir / "state.json", {"corpus_fingerprint": manifest.get("inputs_fingerprint"),
+                                                          "corpus_data_version": manifest.get("data_version")})
 
 
 def _embedding_ranker(chunks, pairs, llm: LLMResource, cache_path) -> EmbeddingRanker:
