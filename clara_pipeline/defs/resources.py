@@ -77,6 +77,8 @@ class LLMResource(dg.ConfigurableResource):
     max_retries: int = 6
     max_reasks: int = 2
     temperature: float = 0.2
+    price_input_per_1m: float = -1.0  # USD per 1M prompt tokens, for the cost in metadata; < 0: unknown
+    price_output_per_1m: float = -1.0
 
     @property
     def offline(self) -> bool:
@@ -89,7 +91,9 @@ class LLMResource(dg.ConfigurableResource):
                          vlm_model=self.vlm_model or None, embedding_model=self.embedding_model or None,
                          max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute or None,
                          timeout_s=self.timeout_s, max_retries=self.max_retries, max_reasks=self.max_reasks,
-                         temperature=self.temperature)
+                         temperature=self.temperature,
+                         price_input_per_1m=self.price_input_per_1m if self.price_input_per_1m >= 0 else None,
+                         price_output_per_1m=self.price_output_per_1m if self.price_output_per_1m >= 0 else None)
 
     @classmethod
     def from_env(cls, environ=None) -> "LLMResource":
@@ -103,7 +107,9 @@ class LLMResource(dg.ConfigurableResource):
                    vlm_model=config.vlm_model or "", embedding_model=config.embedding_model or "",
                    max_concurrency=config.max_concurrency, requests_per_minute=config.requests_per_minute or 0.0,
                    timeout_s=config.timeout_s, max_retries=config.max_retries, max_reasks=config.max_reasks,
-                   temperature=config.temperature)
+                   temperature=config.temperature,
+                   price_input_per_1m=-1.0 if config.price_input_per_1m is None else config.price_input_per_1m,
+                   price_output_per_1m=-1.0 if config.price_output_per_1m is None else config.price_output_per_1m)
 
 
 class SynthesisSettings(dg.ConfigurableResource):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,9 @@ def images_data_version(document: ExtractedDocument) -> str:
 
 
 def _clean(text: str) -> str:
-    return " ".join(MARKER_RE.sub(" ", text).split())
+    """Other figures' markers removed, runs of spaces collapsed; line breaks kept (headings, caption lines)."""
+    text = re.sub(r"[ \t]+", " ", MARKER_RE.sub(" ", text))
+    return re.sub(r"\s*\n\s*", "\n", text).strip()
 
 
 # -- checks ----------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_manifest_carries_context_for_captioning(tmp_path):
     outcome, store = ingest(tmp_path, path)
     first = image_manifest(outcome.document, store)[0]
     assert first["context_before"].endswith("The approval flow is shown here:")
-    assert first["context_after"].startswith("and continues below. Figure 1: Approval flow")
+    assert first["context_after"].startswith("and continues below.\nFigure 1: Approval flow\n| Grade")
     assert first["path"].startswith("images/") and (store.root / first["path"]).exists()
     stored = json.loads(store.extracted_document_path("k-000000000000").read_text())
     assert stored["document"]["source_sha256"] == sha256_file(path)

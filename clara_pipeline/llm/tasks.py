@@ -1,0 +1,441 @@
+"""The LLM tasks: what goes in, the prompt, the validated JSON that comes out, and a version for the cache.
+
+Two tasks, each a pydantic output model plus a prompt builder:
+
+- `CAPTION`: one figure of a technical document -> `Caption` (title, text in the image, structure or
+  flow, meaning), written in the document's language; `render_caption` turns it into the text that
+  replaces the figure's marker in training documents.
+- `CHUNK_SYNTHESIS`: one chunk -> `ChunkSynthesis` (3..8 typed QA pairs and a paraphrase).
+
+Output models validate more than the JSON shape (languages, self-contained questions, no file names);
+a broken rule becomes a re-ask with the rule in the message. Bump a task's PROMPT_VERSION whenever its
+prompt, rules or output model change: it is part of the cache key, so old answers are not reused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Protocol, TypeVar
+
+import pydantic
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from ..storage import sha256_bytes
+from .vision import VISION_PREP_VERSION, VisionLimits, prepare_image
+
+I = TypeVar("I")
+O = TypeVar("O", bound=BaseModel)
+
+CAPTION_PROMPT_VERSION = "caption-v1"  # bump when the caption prompt, rules or Caption model change
+SYNTHESIS_PROMPT_VERSION = "synthesis-v1"  # bump when the synthesis prompt, rules or ChunkSynthesis change
+
+LANGS = ("en", "zh", "und")
+_LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
+
+# -- language --------------------------------------------------------------------------------------------
+
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+
+
+def written_in(text: str) -> str | None:
+    """"zh" or "en", the dominant script of `text`, or None when it has too few letters to tell (numbers,
+    units, short codes). A CJK character carries about as much as two Latin letters, and is weighted so."""
+    cjk = 2 * len(_CJK_RE.findall(text))
+    latin = len(_LATIN_RE.findall(text))
+    if cjk + latin < 8:
+        return None
+    return "zh" if cjk >= latin else "en"
+
+
+def contains_language(text: str, lang: str) -> bool:
+    """Whether `text` is substantially written in `lang`: 4+ CJK characters, or 3+ English words.
+
+    A cross-lingual question often quotes a name or a phrase of the source language; it must contain the
+    other language, not be purely in it.
+    """
+    if lang == "zh":
+        return len(_CJK_RE.findall(text)) >= 4
+    return len(re.findall(r"[A-Za-z]{2,}", text)) >= 3
+
+
+def other_language(lang: str) -> str:
+    return {"en": "zh", "zh": "en"}[lang]
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+# -- the task interface ----------------------------------------------------------------------------------
+
+class Task(Protocol[I, O]):
+    """What the client needs to run one kind of call. `build_messages` may be CPU-heavy (images)."""
+
+    name: str  # also the cache's task name and the json_schema name
+    prompt_version: str
+    output_model: type[O]
+    max_tokens: int
+    vision: bool  # True: sent to the vision model
+
+    def cache_input(self, item: I) -> dict[str, Any]:
+        """The canonical input the cache key is made from (hashes, not bytes)."""
+
+    def build_messages(self, item: I) -> list[dict[str, Any]]:
+        """The chat messages; raises ImageRejected / LLMError for an item that cannot be sent."""
+
+    def validation_context(self, item: I) -> dict[str, Any]:
+        """The pydantic validation context for this item's output (language, requested counts...)."""
+
+
+# -- captions --------------------------------------------------------------------------------------------
+
+# What must never reach a caption: markers, image ids, file names, paths.
+FILE_NAME_RE = re.compile(
+    r"IMAGE_REF|\bimg-[0-9a-f]{8,}|[\w-]+\.(?:png|jpe?g|gif|bmp|webp|tiff?|emf|wmf|svg)\b"
+    r"|(?:[A-Za-z]:)?[\\/](?:[\w.-]+[\\/]){2,}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CaptionInput:
+    """One figure and the document text around it. `image` is the stored file's bytes or its path."""
+
+    image: bytes | Path = field(repr=False)
+    image_sha256: str = ""  # computed from `image` when empty; the cache key uses it, never the bytes
+    lang: str = "und"  # the document's language: "en" | "zh" | "und"
+    context_before: str = ""
+    context_after: str = ""
+    alt_text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.lang not in LANGS:
+            raise ValueError(f"CaptionInput.lang must be one of {LANGS}, got {self.lang!r}")
+        if not self.image_sha256:
+            object.__setattr__(self, "image_sha256", sha256_bytes(self.load()))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], artifacts_root: Path) -> "CaptionInput":
+        """From one entry of `documents/<key>/images.json` (its `path` is relative to the artifacts root)."""
+        for name in ("path", "sha256"):
+            if not record.get(name):
+                raise ValueError(f"image record {record.get('id', '?')!r} has no {name!r}")
+        return cls(image=Path(artifacts_root) / record["path"], image_sha256=record["sha256"],
+                   lang=record.get("lang") or "und", context_before=record.get("context_before") or "",
+                   context_after=record.get("context_after") or "", alt_text=record.get("alt_text") or "")
+
+    def load(self) -> bytes:
+        """The image bytes; a path is read and checked against `image_sha256`.
+
+        Raises:
+            FileNotFoundError, ValueError: the stored file is missing or does not match its hash.
+        """
+        if isinstance(self.image, bytes):
+            return self.image
+        data = Path(self.image).read_bytes()
+        if self.image_sha256 and sha256_bytes(data) != self.image_sha256:
+            raise ValueError(f"{self.image}: content does not match sha256 {self.image_sha256[:12]}...")
+        return data
+
+
+class Caption(BaseModel):
+    """A figure described for a reader who cannot see it."""
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    title: str = Field(description="A short title naming what the figure shows.")
+    text_in_image: str = Field(description="All legible text in the figure, transcribed in reading order; "
+                                           "empty if there is none.")
+    structure: str = Field(description="Steps, actors, decisions and flow direction, or parts and their "
+                                       "connections; empty if the figure has no structure.")
+    meaning: str = Field(description="What the figure tells the reader, in 1-3 sentences.")
+
+    @field_validator("title", "text_in_image", "structure", "meaning")
+    @classmethod
+    def _clean(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        limit = 200 if info.field_name == "title" else 4000
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters long; keep it under {limit}")
+        if info.field_name in ("title", "meaning") and not value:
+            raise ValueError("must not be empty")
+        if FILE_NAME_RE.search(value):
+            raise ValueError("mentions a file name, path or image id; describe the content only")
+        return value
+
+    @model_validator(mode="after")
+    def _language(self, info: ValidationInfo) -> "Caption":
+        lang = _context(info).get("lang")
+        written = written_in(f"{self.title} {self.meaning}")
+        if lang in _LANGUAGE_NAMES and written is not None and written != lang:
+            raise ValueError(f"title and meaning must be written in {_LANGUAGE_NAMES[lang]}, the document's "
+                             f"language (transcribed text stays as it is)")
+        return self
+
+
+def render_caption(caption: Caption, lang: str) -> str:
+    """The text that replaces the figure's marker in training documents (no marker, path or file name)."""
+    labels = ({"figure": "图", "structure": "结构", "text": "图中文字", "stop": "。"} if lang == "zh"
+              else {"figure": "Figure", "structure": "Structure", "text": "Text in the figure", "stop": "."})
+    colon = "：" if lang == "zh" else ": "
+    title = caption.title.rstrip(" .。:：")
+    lines = [f"{labels['figure']}{colon}{title}{labels['stop']} {caption.meaning}".strip()]
+    if caption.structure:
+        lines.append(f"{labels['structure']}{colon}{caption.structure}")
+    if caption.text_in_image:
+        lines.append(f"{labels['text']}{colon}{caption.text_in_image}")
+    return "\n".join(lines)
+
+
+def _language_rule(lang: str) -> str:
+    if lang in _LANGUAGE_NAMES:
+        return f"Write every field in {_LANGUAGE_NAMES[lang]}, the document's language"
+    return "Write every field in the language of the surrounding text (English if there is none)"
+
+
+CAPTION_SYSTEM_PROMPT = """\
+You describe figures from company technical documents (manuals, specifications, process and system \
+descriptions) so that a reader who cannot see the figure learns everything it shows. Your description \
+replaces the figure in the text a question-answering model is trained on.
+
+Return one JSON object with exactly these string fields:
+- "title": a short title naming what the figure shows (a noun phrase, at most 12 words).
+- "text_in_image": every piece of legible text in the figure, transcribed exactly and in reading order, \
+separated by " | " (labels, values with their units, table cells, button names). "" if there is none.
+- "structure": how the figure is organised. For a flowchart or process: the steps in order, who performs \
+each (actors, swimlanes), each decision point and its outcomes, and the direction of flow. For a diagram: \
+the parts and how they connect. For a chart: the axes, series and trend. For a table: its columns. For a \
+screenshot: the screen and its main controls. "" if the figure has no structure (a photo).
+- "meaning": 1-3 sentences on what the figure tells the reader: the rule, procedure, function or result it \
+shows, tied to the surrounding text.
+
+Rules:
+- {language_rule}. Transcribed text keeps its original language.
+- State plain facts that the figure shows or the surrounding text gives. Do not guess unreadable text; \
+no opinions, no filler such as "this image shows".
+- Never mention file names, paths, image ids, image formats or resolutions.
+- Output only the JSON object."""
+
+
+@dataclass(frozen=True)
+class CaptionTask:
+    """Figure -> Caption, on the vision model."""
+
+    limits: VisionLimits = VisionLimits()
+    name: str = "caption"
+    prompt_version: str = CAPTION_PROMPT_VERSION
+    output_model: type[Caption] = Caption
+    max_tokens: int = 1500
+    vision: bool = True
+    context_chars: int = 1200  # of text before/after the figure put in the prompt
+
+    def cache_input(self, item: CaptionInput) -> dict[str, Any]:
+        limits = self.limits
+        return {"image_sha256": item.image_sha256, "lang": item.lang, "alt_text": item.alt_text,
+                "context_before": item.context_before[-self.context_chars:],
+                "context_after": item.context_after[:self.context_chars],
+                "vision": f"{VISION_PREP_VERSION}:{limits.max_side}:{limits.max_bytes}:{limits.jpeg_quality}"}
+
+    def build_messages(self, item: CaptionInput) -> list[dict[str, Any]]:
+        prepared = prepare_image(item.load(), self.limits)
+        context = (f"<document_language>{item.lang}</document_language>\n"
+                   f"<alt_text>{item.alt_text.strip()}</alt_text>\n"
+                   f"<text_before>{item.context_before[-self.context_chars:].strip()}</text_before>\n"
+                   f"<text_after>{item.context_after[:self.context_chars].strip()}</text_after>\n"
+                   "Describe the figure below as the JSON object specified.")
+        return [
+            {"role": "system", "content": CAPTION_SYSTEM_PROMPT.format(language_rule=_language_rule(item.lang))},
+            {"role": "user", "content": [
+                {"type": "text", "text": context},
+                {"type": "image_url", "image_url": {"url": prepared.data_url, "detail": "high"}},
+            ]},
+        ]
+
+    def validation_context(self, item: CaptionInput) -> dict[str, Any]:
+        return {"lang": item.lang}
+
+
+# -- chunk synthesis -------------------------------------------------------------------------------------
+
+QA_TYPES = ("fact", "reasoning", "cross_lingual")
+MIN_PAIRS, MAX_PAIRS = 3, 8
+
+# Questions that lean on a passage the reader of a training row never sees.
+SELF_REFERENCE_RE = re.compile(
+    r"\b(?:according to|based on|as (?:stated|described|mentioned|given) in|mentioned in) (?:the |this )?"
+    r"(?:text|passage|chunk|excerpt|context|document|article|paragraph)\b"
+    r"|\b(?:in|from) (?:the|this) (?:text|passage|excerpt|chunk)\b|\bthe (?:text|passage) (?:above|says|states)\b"
+    r"|根据(?:上文|本文|原文|文本|文中|段落|材料|文章|以上)|上文(?:中|提到|所述)|文中(?:提到|所述|指出)|本文|这段文字",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """One chunk of an enriched document, its language and how many QA pairs to ask for.
+
+    `n_pairs` is what the prompt asks for; an answer with any count in 3..8 is accepted (models miss a
+    requested count by one often enough that refusing it would cost a re-ask for nothing).
+    """
+
+    text: str
+    lang: str = "und"  # "en" | "zh" | "und"
+    n_pairs: int = 5
+
+    def __post_init__(self) -> None:
+        if self.lang not in LANGS:
+            raise ValueError(f"ChunkInput.lang must be one of {LANGS}, got {self.lang!r}")
+        if not MIN_PAIRS <= self.n_pairs <= MAX_PAIRS:
+            raise ValueError(f"ChunkInput.n_pairs must be in {MIN_PAIRS}..{MAX_PAIRS}, got {self.n_pairs}")
+        if not self.text.strip():
+            raise ValueError("ChunkInput.text is empty")
+
+
+class QAPair(BaseModel):
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    type: Literal["fact", "reasoning", "cross_lingual"]
+    question: str
+    answer: str
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _not_empty(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > 600:
+            raise ValueError(f"is {len(value)} characters long; keep it under 600")
+        return value
+
+    @field_validator("question")
+    @classmethod
+    def _self_contained(cls, value: str) -> str:
+        if SELF_REFERENCE_RE.search(value):
+            raise ValueError("refers to 'the text/passage/document'; name the subject so the question "
+                             "stands on its own")
+        return value
+
+
+class ChunkSynthesis(BaseModel):
+    """QA pairs and a paraphrase for one chunk."""
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    qa_pairs: list[QAPair] = Field(min_length=MIN_PAIRS, max_length=MAX_PAIRS)
+    paraphrase: str
+
+    @field_validator("paraphrase")
+    @classmethod
+    def _paraphrase(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> "ChunkSynthesis":
+        context = _context(info)
+        lang = context.get("lang")
+        problems = []
+        types = {pair.type for pair in self.qa_pairs}
+        required = ("fact", "reasoning", "cross_lingual") if lang in ("en", "zh") else ("fact", "reasoning")
+        for kind in required:
+            if kind not in types:
+                problems.append(f"no question of type {kind!r}; include at least one")
+        seen = set()
+        for i, pair in enumerate(self.qa_pairs):
+            normal = " ".join(pair.question.casefold().split())
+            if normal in seen:
+                problems.append(f"qa_pairs.{i}.question repeats an earlier question")
+            seen.add(normal)
+            if lang not in ("en", "zh"):
+                continue
+            if pair.type == "cross_lingual":
+                if not contains_language(pair.question, other_language(lang)):
+                    problems.append(f"qa_pairs.{i}.question (cross_lingual) must be written in "
+                                    f"{_LANGUAGE_NAMES[other_language(lang)]}")
+            elif written_in(pair.question) not in (None, lang):
+                problems.append(f"qa_pairs.{i}.question ({pair.type}) must be written in {_LANGUAGE_NAMES[lang]}")
+            if written_in(pair.answer) not in (None, lang):
+                problems.append(f"qa_pairs.{i}.answer must be written in {_LANGUAGE_NAMES[lang]}, the "
+                                f"passage's language")
+        chunk = context.get("chunk")
+        if chunk is not None:
+            if " ".join(self.paraphrase.split()) == " ".join(chunk.split()):
+                problems.append("paraphrase repeats the passage word for word; reword it")
+            elif len(self.paraphrase) > 1.5 * len(chunk) + 50:
+                problems.append("paraphrase is much longer than the passage; keep it as long or shorter")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _synthesis_language_rules(lang: str) -> str:
+    if lang in _LANGUAGE_NAMES:
+        own, other = _LANGUAGE_NAMES[lang], _LANGUAGE_NAMES[other_language(lang)]
+        return (f'- Include at least one "fact", one "reasoning" and one "cross_lingual" question.\n'
+                f'- "fact" and "reasoning" questions are written in {own}. A "cross_lingual" question is '
+                f"written in {other}, and its answer stays in {own}.\n"
+                f"- Every answer is written in {own}, the passage's language.")
+    return ('- Include at least one "fact" and one "reasoning" question; write questions and answers in the '
+            "passage's language.")
+
+
+SYNTHESIS_SYSTEM_PROMPT = """\
+You create training data for a bilingual (English and Chinese) retrieval and question-answering model \
+from passages of company documents.
+
+For the passage you are given, return one JSON object:
+{{"qa_pairs": [{{"type": "fact" | "reasoning" | "cross_lingual", "question": "...", "answer": "..."}}], \
+"paraphrase": "..."}}
+
+Rules for qa_pairs:
+- Write the number of pairs asked for (between 3 and 8).
+- A "fact" question asks for one detail the passage states. A "reasoning" question needs two or more \
+statements of the passage combined, or a cause, consequence or comparison drawn from them.
+{language_rules}
+- Every question is self-contained: it names the product, process or subject it is about, so it can be \
+understood without the passage. Never write "according to the text", "in the passage", "the document" \
+or similar (nor 根据上文, 文中, 本文).
+- Every answer is stated in the passage or follows directly from it: short (a phrase or one sentence), \
+reusing the passage's wording for names, numbers and units. No outside knowledge.
+- Ask about the content (features, steps, requirements, values, responsibilities), never about file \
+names, paths, image ids or formatting. Figure descriptions in the passage are content.
+- No two questions ask the same thing.
+
+Rules for paraphrase:
+- Rewrite the whole passage in its own language with different wording and sentence order, keeping every \
+key fact, name, number and unit; as long as the passage or shorter.
+
+Output only the JSON object."""
+
+
+@dataclass(frozen=True)
+class ChunkSynthesisTask:
+    """Chunk -> ChunkSynthesis, on the chat model."""
+
+    name: str = "chunk_synthesis"
+    prompt_version: str = SYNTHESIS_PROMPT_VERSION
+    output_model: type[ChunkSynthesis] = ChunkSynthesis
+    max_tokens: int = 3000
+    vision: bool = False
+
+    def cache_input(self, item: ChunkInput) -> dict[str, Any]:
+        return {"text": item.text, "lang": item.lang, "n_pairs": item.n_pairs}
+
+    def build_messages(self, item: ChunkInput) -> list[dict[str, Any]]:
+        user = (f'<passage language="{item.lang}" pairs="{item.n_pairs}">\n{item.text.strip()}\n</passage>\n'
+                f"Write {item.n_pairs} question-answer pairs and one paraphrase, as the JSON object specified.")
+        return [
+            {"role": "system",
+             "content": SYNTHESIS_SYSTEM_PROMPT.format(language_rules=_synthesis_language_rules(item.lang))},
+            {"role": "user", "content": user},
+        ]
+
+    def validation_context(self, item: ChunkInput) -> dict[str, Any]:
+        return {"lang": item.lang, "n_pairs": item.n_pairs, "chunk": item.text}
+
+
+CAPTION = CaptionTask()
+CHUNK_SYNTHESIS = ChunkSynthesisTask()
