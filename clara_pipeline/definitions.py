@@ -15,7 +15,8 @@ from .defs.synthesis import corpus, qa_synthesis
 from .settings import Settings
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, *, resources: dict | None = None) -> dg.Definitions:
+    """The code location for `settings` (default: from the environment); `resources` replaces defaults by key."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=[ingest_document, image_captions, enriched_document, corpus, qa_synthesis, training_datasets],
@@ -23,7 +24,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         jobs=[ingest_job, synthesis_job],
         sensors=[raw_data_sensor],
         schedules=[nightly_resynthesis],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **(resources or {})},
     )
 
 

@@ -73,10 +73,14 @@ class EndpointProvider:
         return await self.client.run(self.synthesis_task, item)
 
     async def caption_batch(self, items: Mapping[str, CaptionInput]) -> BatchResult[Caption]:
-        return await self.client.run_batch(self.caption_task, items)
+        result = await self.client.run_batch(self.caption_task, items)
+        result.provider = self.describe()  # provider kind and prompt versions, with the client's settings
+        return result
 
     async def synthesize_batch(self, items: Mapping[str, ChunkInput]) -> BatchResult[ChunkSynthesis]:
-        return await self.client.run_batch(self.synthesis_task, items)
+        result = await self.client.run_batch(self.synthesis_task, items)
+        result.provider = self.describe()
+        return result
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self.client.embed(texts)
