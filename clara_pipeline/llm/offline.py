@@ -102,6 +102,8 @@ def split_sentences(text: str) -> list[Sentence]:
 
 # What this provider writes into captions; never turned into questions (it says nothing about the document).
 _OFFLINE_MARK_RE = re.compile(r"offline description|离线描述|offline stand-in")
+# The lines of a rendered caption (render_caption): "Figure: ...", "Structure: ...", "图：..." and so on.
+_CAPTION_LINE_RE = re.compile(r"^(?:Figure|Structure|Text in the figure|图|结构|图中文字)(?::|：).*$", re.MULTILINE)
 _FIGURE_LINE_RE = re.compile(r"^\s*(?:Figure|Fig\.|图)\s*\d+\s*[:：.]\s*(.{3,120}?)\s*$", re.MULTILINE)
 
 
@@ -217,7 +219,9 @@ def offline_synthesis(item: ChunkInput) -> ChunkSynthesis:
         LLMError(INSUFFICIENT_CONTENT): too few sentences or blankable spans for three questions of the
             required types (a heading-only or very short chunk).
     """
-    text, lang = item.text, item.lang
+    # Offline captions describe only an image's size and colours: blank them out (offsets kept) so no
+    # question is ever asked about them.
+    text, lang = _CAPTION_LINE_RE.sub(lambda m: " " * len(m.group()), item.text), item.lang
     base = "zh" if lang == "zh" else "en"  # "und" chunks get English templates and no cross-lingual type
     sentences = split_sentences(text)
     blanks = find_blanks(text, sentences, lang)
@@ -382,7 +386,7 @@ def offline_caption(item: CaptionInput) -> Caption:
             "title": title or "Document figure",
             "text_in_image": "",
             "structure": f"A {props.orientation} {props.format.upper()} image of {props.width}x{props.height} px, "
-                         f"mostly {colours} (offline description; the content was not analysed).",
+                         f"mostly {colours} (offline description, the content was not analysed).",
             "meaning": f"A figure of the section “{section}”." if section else "A figure of the document.",
         }
     try:

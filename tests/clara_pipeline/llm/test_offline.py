@@ -103,3 +103,13 @@ def test_hashed_embedding_is_a_deterministic_unit_vector_with_lexical_similarity
     assert abs(sum(x * x for x in a) - 1) < 1e-9
     dot = lambda u, v: sum(x * y for x, y in zip(u, v))  # noqa: E731
     assert dot(a, b) > dot(a, c)
+
+
+def test_offline_captions_in_a_chunk_are_never_asked_about():
+    from clara_pipeline.llm.offline import offline_synthesis
+
+    caption = render_caption(offline_caption(CaptionInput(make_png(), lang="en", context_before="## 4 Wiring")), "en")
+    chunk = (f"{EN_CHUNK}\n\n{caption}\n\nThe relay outputs are rated 30 V DC at 2 A up to 45 degrees Celsius.")
+    result = offline_synthesis(ChunkInput(chunk, "en"))
+    asked = " ".join(p.question + " " + p.answer for p in result.qa_pairs) + result.paraphrase
+    assert "offline" not in asked and "Structure" not in asked and "px" not in asked
