@@ -122,6 +122,13 @@ def _document_up_to_date(defs: dg.Definitions, key: str) -> bool:
 
 
 def failure_reason(result) -> str:
+    """One line: the first failed check (with its first problem), else the first failed step's message."""
+    for event in result.all_events:
+        if event.event_type is dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
+            check = event.event_specific_data
+            details = check.metadata.get("first_problems") or check.metadata.get("details")
+            first = str(details.value).strip().splitlines()[0].lstrip("- ") if details is not None else ""
+            return f"check {check.check_name} of {check.asset_key.to_user_string()} failed" + (f": {first}" if first else "")
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data

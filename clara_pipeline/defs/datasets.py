@@ -60,9 +60,15 @@ def training_datasets(context: dg.AssetExecutionContext, artifacts: ArtifactStor
         "end_to_end_dataset": build_question_rows(pairs, chunks, synthesis.candidates, config=config, picker=picker,
                                                   dataset="e2e"),
     }
+    empty = []
     for name, rows in built.items():
-        _, filename, _ = DATASETS[name]
+        _, filename, count_field = DATASETS[name]
         written = write_jsonl(store.datasets_dir / filename, rows.rows)
+        if not rows.rows:
+            needs = f"each row needs {getattr(synthesis, count_field)} documents; " if count_field else ""
+            empty.append(f"{name} has no rows ({len(pairs)} QA pairs over {len(chunks)} chunks; {needs}"
+                         f"dropped: {rows.report.to_metadata().get('rows_dropped') or 'none'})")
+            continue
         metadata = {"rows": written.rows, "path": dg.MetadataValue.path(str(written.path)),
                     "bytes": written.bytes, **rows.report.to_metadata()}
         if name != "pretrain_dataset":
@@ -71,6 +77,9 @@ def training_datasets(context: dg.AssetExecutionContext, artifacts: ArtifactStor
         if rows.rows:
             metadata["first_row"] = dg.MetadataValue.json(_preview(rows.rows[0]))
         yield dg.MaterializeResult(asset_key=name, data_version=dg.DataVersion(written.sha256), metadata=metadata)
+    if empty:
+        raise dg.Failure(description="; ".join(empty) + ". Add documents, or lower the top_k / candidates "
+                                     "settings of the synthesis resource.")
     # Which corpus state these datasets were built from (the nightly schedule compares against it).
     manifest = read_manifest(store) or {}
     write_json_atomic(store.datasets_dir / "state.json", {"corpus_fingerprint": manifest.get("inputs_fingerprint"),

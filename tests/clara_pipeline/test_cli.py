@@ -40,31 +40,47 @@ def test_extract_fails_with_a_one_line_reason(tmp_path, name, content, reason):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"clara extract: {name}: {reason}")
 
 
-def test_run_ingests_the_folder_into_a_persistent_instance(tmp_path):
+def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_path, sample_corpus):
     raw = tmp_path / "raw"
-    raw.mkdir()
+    sample_corpus.rename(raw)
     docgen.sample_docx(raw / "policy.docx")
     (raw / "broken.pdf").write_bytes(b"not a pdf")
     env = {"CLARA_RAW_DATA": "raw", "CLARA_ARTIFACTS": "out", "DAGSTER_HOME": ""}  # DAGSTER_HOME unset: ./dagster_home
 
     first = clara("run", env=env, cwd=tmp_path)
     assert first.returncode == 1, first.stdout + first.stderr  # one document failed, and says so
-    assert "1/2 documents ingested" in first.stdout
+    assert "11/12 documents ingested" in first.stdout
     assert "FAILED      broken_pdf-" in first.stdout and "broken.pdf: not a readable PDF" in first.stdout
     assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
-    assert len(list((tmp_path / "out" / "documents").glob("policy_docx-*/extracted.json"))) == 1
+    assert len(list((tmp_path / "out" / "documents").glob("policy_docx-*/enriched.json"))) == 1
+    for name in ("pretrain.jsonl", "instruction.jsonl", "end_to_end.jsonl"):  # the other documents went through
+        assert (tmp_path / "out" / "datasets" / name).stat().st_size > 0
 
     (raw / "broken.pdf").unlink()
     second = clara("run", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "1 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
+    assert "11 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
+    assert "end_to_end_dataset   rows" in second.stdout
 
     # the runs are in the instance, where the UI will show them
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_documents"))
-        assert len(runs) == 2 and {r.tags["clara/launched_by"] for r in runs} == {"clara run"}
+        ingest = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_documents"))
+        synthesis = instance.get_runs(filters=dg.RunsFilter(job_name="synthesize_datasets"))
+        assert len(ingest) == 12 and len(synthesis) == 2
+        assert {r.tags["clara/launched_by"] for r in ingest + synthesis} == {"clara run"}
+
+
+def test_run_explains_a_corpus_too_small_for_the_datasets(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "note.md").write_text("# Note\n\nThe EG-400 gateway runs on 24 V DC and draws 6 W in normal use.\n")
+    result = clara("run", env={"CLARA_RAW_DATA": str(raw), "CLARA_ARTIFACTS": str(tmp_path / "out"),
+                               "DAGSTER_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "synthesis FAILED: instruction_dataset has no rows" in result.stdout, result.stdout
+    assert "each row needs 20 documents" in result.stdout and "lower the top_k / candidates" in result.stdout
 
 
 def test_validate_data_accepts_the_official_sample_and_reports_bad_lines(tmp_path):

@@ -111,7 +111,7 @@ def test_materialize_a_pdf_partition_with_metadata_checks_and_artifacts(settings
     assert meta["warnings"] == 1  # the repeated logo
     assert mats["document_images"].metadata["images"].value == 2
     assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == \
-        {"markers_resolve": True, "text_not_empty": True}
+        {"markers_resolve": True, "text_not_empty": True, "no_raw_figure_references": True}
 
     doc_dir = settings.artifacts / "documents" / key
     stored = json.loads((doc_dir / "extracted.json").read_text())["document"]

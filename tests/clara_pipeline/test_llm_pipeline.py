@@ -1,8 +1,11 @@
 """The pipeline against a real HTTP endpoint: the loopback OpenAI-compatible server and the real openai client."""
 
+import io
 import json
 
 import dagster as dg
+import docx
+from docx.shared import Inches
 import pytest
 
 from clara_pipeline.defs.resources import LLMResource, SynthesisSettings
@@ -27,7 +30,7 @@ def test_llm_calls_are_paid_once_and_only_for_new_documents(settings, instance, 
         monkeypatch.setenv("CLARA_LLM_BASE_URL", server.url)
         monkeypatch.setenv("CLARA_LLM_API_KEY", "sk-loopback")
         monkeypatch.setenv("CLARA_LLM_MODEL", "loopback-chat")
-        small = SynthesisSettings(doc_max_length=64, chunk_overlap_tokens=8, top_k=3, candidates=5)
+        small = SynthesisSettings(doc_max_length=128, chunk_overlap_tokens=16, top_k=3, candidates=5)
         defs = build_definitions(settings, resources={"llm": LLMResource.from_env(), "synthesis": small})
         synthesis_job = defs.resolve_job_def("synthesize_datasets")
 
@@ -47,24 +50,25 @@ def test_llm_calls_are_paid_once_and_only_for_new_documents(settings, instance, 
         assert server.stats.by_task["caption"] == captions and server.stats.by_task["chunk_synthesis"] == chunks
 
         # one new document: calls for its figure and its chunks only
-        (settings.raw_data / "figs").mkdir()
-        (settings.raw_data / "figs" / "fuse.png").write_bytes(docgen.png(label="fuse F3"))
-        (settings.raw_data / "fuse_note.md").write_text(
-            "# Fuse replacement\n\nOpen the cover before replacing fuse F3.\n\n![Fuse F3 location](figs/fuse.png)\n\n"
-            "Use only a 4 A slow-blow fuse of size 5 x 20 mm. Close the cover and wait 10 seconds.\n")
-        for path in (settings.raw_data / "fuse_note.md", settings.raw_data / "figs" / "fuse.png"):
-            backdate(path)
+        note = docx.Document()
+        note.add_heading("Fuse replacement", level=1)
+        note.add_paragraph("Open the cover of the EG-400 before replacing fuse F3. Switch off the 24 V supply first.")
+        note.add_paragraph().add_run().add_picture(io.BytesIO(docgen.png(label="fuse F3")), width=Inches(2))
+        note.add_paragraph("Use only a 4 A slow-blow fuse of size 5 x 20 mm. Close the cover, switch the supply on "
+                           "and check that the PWR LED lights green within 10 seconds.")
+        note.save(settings.raw_data / "fuse_note.docx")
+        backdate(settings.raw_data / "fuse_note.docx")
         added = ingest_all(defs, instance)
-        assert len(added) == 2 and all(r.success for r in added.values())  # the note and the standalone png
+        assert len(added) == 1 and all(r.success for r in added.values())
         assert synthesis_job.execute_in_process(instance=instance).success
         manifest_after = json.loads((settings.artifacts / "corpus" / "manifest.json").read_text())
         new_chunks = manifest_after["chunks"] - manifest["chunks"]
-        # the figure is in both new documents: captioned once per document, since a caption uses the text around it
-        assert server.stats.by_task["caption"] - captions == 2
+        assert server.stats.by_task["caption"] - captions == 1
         assert server.stats.by_task["chunk_synthesis"] - chunks == new_chunks > 0
 
-    mats = {k: v for k, v in _latest_metadata(instance, "qa_synthesis").items()}
-    assert mats["provider"] == "openai-compatible" and mats["cache_hits"] == manifest["chunks"]
+    qa = _latest_metadata(instance, "qa_synthesis")
+    assert qa["provider"] == "openai-compatible" and qa["chunks_failed"] == 0
+    assert qa["cache_hits"] == manifest["chunks"] and qa["http_requests"] == new_chunks
 
 
 def _latest_metadata(instance, asset):

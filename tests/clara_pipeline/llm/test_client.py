@@ -140,14 +140,13 @@ def test_retry_after_is_honoured(loopback):
     result, _ = synthesize(fast_config(server, backoff_base_s=0.01, backoff_max_s=0.02), chunks(1))
     assert len(result.outputs) == 1 and result.usage.retries_by_cause == {"rate_limited": 1}
     first, second = server.stats.arrivals
-    assert 1.0 <= second - first < 1.5  # waited what the server asked, not the 20 ms backoff
+    assert second - first >= 1.0  # waited what the server asked, not the 20 ms backoff
 
 
 def test_a_non_retryable_400_fails_that_item_at_once(loopback):
     server = loopback(faults=FaultPlan(script=["bad_request"]))
-    started = time.monotonic()
     result, _ = synthesize(fast_config(server, max_concurrency=1, backoff_base_s=1, backoff_max_s=1), chunks(3))
-    assert time.monotonic() - started < 1.0  # no backoff sleep
+    assert result.usage.retries == 0  # no retry, so no backoff sleep
     [failure] = result.failures.values()
     assert failure.kind == FailureKind.HTTP_ERROR and failure.status_code == 400 and failure.attempts == 1
     assert "HTTP 400" in failure.message and server.url.removesuffix("/v1") in failure.message
@@ -166,7 +165,8 @@ def test_timeouts_are_retried(loopback):
     started = time.monotonic()
     result, _ = synthesize(fast_config(server, timeout_s=0.3), chunks(1))
     assert len(result.outputs) == 1 and result.usage.retries_by_cause == {"timeout": 1}
-    assert 0.3 <= time.monotonic() - started < 1.5
+    assert time.monotonic() - started >= 0.3  # the hung request was given its full timeout, then retried
+    assert server.stats.total == 2
 
 
 def test_transient_errors_that_never_end_are_reported_after_max_retries(loopback):

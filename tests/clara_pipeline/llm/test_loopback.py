@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import time
 
 import openai
 import pytest
@@ -24,13 +23,11 @@ def test_sixteen_requests_at_200_ms_run_side_by_side(loopback):
     async def main():
         client = raw_client(server)
         try:
-            started = time.monotonic()
             await asyncio.gather(*(client.chat.completions.create(model="m", messages=messages) for _ in range(16)))
-            return time.monotonic() - started
         finally:
             await client.close()
-    elapsed = asyncio.run(main())
-    assert elapsed < 0.45  # serialised, 16 x 0.2 s would be 3.2 s
+    asyncio.run(main())
+    # all 16 were inside the server at once (a serialising server would never hold more than one)
     assert server.stats.max_in_flight == 16 and server.stats.in_flight == 0
 
 
