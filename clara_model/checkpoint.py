@@ -9,6 +9,8 @@ Layout:
     tokenizer/                       the tokenizer with CLaRa's tokens
     progress.json                    optional TrainingProgress, for resume
     optimizer.safetensors + optimizer.json    optional optimizer state: tensors, and the rest as JSON
+    ranks/rank<r>.safetensors + rank<r>.json  optional per-rank state (resume checkpoints of a distributed run:
+                                     rank r's ZeRO optimizer partition and RNG states), same encoding
 
 The base model's weights are not copied: they are reloaded from the base model id (the `tiny` preset from its
 seed), and the fingerprint in config.json must match. A checkpoint is written to a temporary sibling directory
@@ -27,7 +29,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ TOKENIZER_DIR = "tokenizer"
 PROGRESS_FILE = "progress.json"
 OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_TREE_FILE = "optimizer.json"
+RANKS_DIR = "ranks"
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,15 @@ class TrainingProgress:
 
 @dataclass
 class LoadedCheckpoint:
-    """What `load_checkpoint` returns. `progress` and `optimizer_state` are None when they were not saved."""
+    """What `load_checkpoint` returns. `progress` and `optimizer_state` are None when they were not saved;
+    `rank_state` is the state of the rank asked for (None when not asked or not saved), `saved_ranks` how many
+    ranks saved one."""
 
     model: ClaraModel
     progress: TrainingProgress | None
     optimizer_state: dict[str, Any] | None
+    rank_state: dict[str, Any] | None = None
+    saved_ranks: int = 0
 
 
 def save_checkpoint(
@@ -84,19 +91,21 @@ def save_checkpoint(
     *,
     progress: TrainingProgress | None = None,
     optimizer_state: Mapping[str, Any] | None = None,
+    rank_states: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write `model` (adapters, special-token rows, tokenizer, config) and optional resume state; return the path.
 
     `optimizer_state` is any nest of dicts, lists and tuples of tensors and JSON scalars, such as
-    `torch.optim.Optimizer.state_dict()`. An existing checkpoint at `directory` is replaced only once the new one
-    is complete.
+    `torch.optim.Optimizer.state_dict()`. `rank_states[r]` is such a nest for rank r of a distributed run (its
+    optimizer partition, its RNG states); each goes to its own file. An existing checkpoint at `directory` is
+    replaced only once the new one is complete.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        _write(model, tmp, progress, optimizer_state)
+        _write(model, tmp, progress, optimizer_state, rank_states)
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
             directory.rename(old)
@@ -118,8 +127,11 @@ def load_checkpoint(
     for_inference: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    rank: int | None = None,
 ) -> LoadedCheckpoint:
     """Load a checkpoint: exactly as saved (resume or inference), or handed off to `next_stage`.
+
+    With `rank`, also return that rank's saved state (`rank_state`), if the checkpoint has one.
 
     Raises:
         FileNotFoundError: when `directory` is not a checkpoint.
@@ -167,7 +179,18 @@ def load_checkpoint(
     if (directory / OPTIMIZER_TREE_FILE).exists():
         tree = json.loads((directory / OPTIMIZER_TREE_FILE).read_text(encoding="utf-8"))
         optimizer_state = _from_json_tree(tree, load_file(directory / OPTIMIZER_TENSORS_FILE))
-    return LoadedCheckpoint(model=model, progress=progress, optimizer_state=optimizer_state)
+    saved_ranks = len(list((directory / RANKS_DIR).glob("rank*.json"))) if (directory / RANKS_DIR).is_dir() else 0
+    rank_state = None
+    if rank is not None and (directory / RANKS_DIR / f"rank{rank}.json").exists():
+        tree = json.loads((directory / RANKS_DIR / f"rank{rank}.json").read_text(encoding="utf-8"))
+        rank_state = _from_json_tree(tree, load_file(directory / RANKS_DIR / f"rank{rank}.safetensors"))
+    return LoadedCheckpoint(
+        model=model,
+        progress=progress,
+        optimizer_state=optimizer_state,
+        rank_state=rank_state,
+        saved_ranks=saved_ranks,
+    )
 
 
 # -- writing -----------------------------------------------------------------------------------------------
@@ -178,6 +201,7 @@ def _write(
     directory: Path,
     progress: TrainingProgress | None,
     optimizer_state: Mapping[str, Any] | None,
+    rank_states: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     saved = [Adapter(name) for name in adapter_names(model.base)]
     for adapter in saved:
@@ -201,10 +225,17 @@ def _write(
     if progress is not None:
         _write_json(directory / PROGRESS_FILE, asdict(progress))
     if optimizer_state is not None:
-        tensors: dict[str, torch.Tensor] = {}
-        tree = _to_json_tree(optimizer_state, tensors)
-        save_file(tensors, directory / OPTIMIZER_TENSORS_FILE, metadata={"format": "pt"})
-        _write_json(directory / OPTIMIZER_TREE_FILE, tree)
+        _write_tree(optimizer_state, directory / OPTIMIZER_TENSORS_FILE, directory / OPTIMIZER_TREE_FILE)
+    for r, state in enumerate(rank_states or ()):
+        (directory / RANKS_DIR).mkdir(exist_ok=True)
+        _write_tree(state, directory / RANKS_DIR / f"rank{r}.safetensors", directory / RANKS_DIR / f"rank{r}.json")
+
+
+def _write_tree(state: Mapping[str, Any], tensors_path: Path, tree_path: Path) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _to_json_tree(state, tensors)
+    save_file(tensors, tensors_path, metadata={"format": "pt"})
+    _write_json(tree_path, tree)
 
 
 def _write_json(path: Path, data: Any) -> None:

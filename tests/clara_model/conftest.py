@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id fails at once instead of retrying for ~45 s
+# DeepSpeed JIT-compiles its C++ ops once into this cache (as .ci/run sets it); the trainer's subprocesses inherit it.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(_REPO, ".cache", "torch_extensions"))
 
 import random
 from pathlib import Path
