@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .settings import Settings, ensure_dagster_home
+from .training.stages import COMPRESSION_RATES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images-dir", type=Path, help="also store the figures in this content-addressed folder")
     p.set_defaults(func=_cmd_extract)
 
-    p = sub.add_parser("run", help="run the main job on the embedded defaults (ingest the raw-data folder)")
+    p = sub.add_parser("run", help="run the whole graph on the embedded defaults: ingest the raw-data folder, "
+                                   "synthesize the datasets, train the three stages at one compression rate, evaluate")
     p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    p.add_argument("--compression-rate", default="32", choices=list(COMPRESSION_RATES),
+                   help="the partition of the training stages and the evaluation (default 32)")
+    p.add_argument("--max-steps", type=int, default=30,
+                   help="optimizer steps per training stage (default 30; 0 trains for the stage configs' epochs)")
+    p.add_argument("--skip-training", action="store_true", help="stop after the datasets")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("dev", help="start the Dagster UI (webserver + daemon) for this project")
@@ -67,7 +74,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_main
 
     settings = Settings.from_env()
-    return run_main(settings, verbose=args.verbose)
+    return run_main(settings, verbose=args.verbose, train=not args.skip_training,
+                    compression_rate=args.compression_rate, max_steps=args.max_steps)
 
 
 def _cmd_validate_data(args: argparse.Namespace) -> int:
@@ -80,12 +88,24 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home(settings.dagster_home)),
            "CLARA_RAW_DATA": str(settings.raw_data), "CLARA_ARTIFACTS": str(settings.artifacts)}
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    _limit_gpu_pool()
     command = [sys.executable, "-m", "dagster", "dev", "-m", "clara_pipeline.definitions",
                "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={env['DAGSTER_HOME']}\nraw data: {settings.raw_data}\nUI: http://{args.host}:{args.port}",
           flush=True)
     os.execvpe(command[0], command, env)
     return 0  # not reached
+
+
+def _limit_gpu_pool() -> None:
+    """One training or evaluation step at a time across runs, unless a limit was set already."""
+    import dagster as dg
+
+    from .defs.training import ensure_gpu_pool_limit
+
+    with dg.DagsterInstance.get() as instance:
+        ensure_gpu_pool_limit(instance)
 
 
 if __name__ == "__main__":

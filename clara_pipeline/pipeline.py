@@ -3,6 +3,9 @@
 1. Sync the `documents` partitions with the raw folder (what `raw_data_sensor` does on a schedule).
 2. Run the per-document job (extract, store and caption figures, enrich) for every document not up to date.
 3. Run the synthesis job (corpus, QA synthesis, datasets) over the live documents.
+4. Run `train_all_stages` (stages 1 -> 2 -> 3, each a DeepSpeed job launched through Pipes) at one compression
+   rate, then `evaluate_clara` on the held-out questions. A stage whose data and settings did not change reuses
+   its checkpoint; an interrupted one resumes from its last checkpoint.
 
 Everything runs in process and lands in DAGSTER_HOME, so it shows in `clara dev` / `dagster dev` afterwards.
 """
@@ -18,6 +21,7 @@ import dagster as dg
 
 from .definitions import build_definitions
 from .defs.partitions import documents_partitions
+from .defs.training import ensure_gpu_pool_limit, training_assets
 from .ingest.service import cache_key, load_extracted
 from .ingest.sources import plan_partitions, scan_folder
 from .llm.tasks import CAPTION
@@ -39,8 +43,10 @@ def sync_partitions(instance: dg.DagsterInstance, settings: Settings) -> tuple[l
     return plan.add, plan.delete
 
 
-def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout) -> int:
-    """Runs the pipeline on every document; returns 0 when all succeeded, 1 when anything failed."""
+def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train: bool = True,
+             compression_rate: str = "32", max_steps: int = 30) -> int:
+    """Runs the pipeline on every document, then trains and evaluates at `compression_rate` (unless `train` is
+    False); returns 0 when all succeeded, 1 when anything failed."""
     if not settings.raw_data.is_dir():
         print(f"clara run: the raw-data folder {settings.raw_data} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
         return 2
@@ -90,7 +96,54 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout) -> in
         summary = ", ".join(f"{k} {meta[k].value}" for k in _SUMMARY.get(event.asset_key.to_user_string(), ()) if k in meta)
         print(f"  {event.asset_key.to_user_string():<20} {summary}", file=out)
     print(f"synthesis done in {time.perf_counter() - started:.1f} s", file=out)
+    if train and not run_training(defs, instance, compression_rate, max_steps, run_config, tags, out):
+        return 1
     return 1 if failures else 0
+
+
+def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, max_steps: int,
+                 run_config: dict | None, tags: dict, out) -> bool:
+    """Train the three stages at `rate`, then evaluate; print a line per stage and the results; return success."""
+    ensure_gpu_pool_limit(instance)
+    training = defs.resources["training"]
+    print(f"training at compression rate {rate}: base model {training.base_model}, "
+          + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs"), file=out)
+    started = time.perf_counter()
+    ops = {asset.key.to_user_string(): {"config": {"max_steps": max_steps}} for asset in training_assets}
+    result = defs.resolve_job_def("train_all_stages").execute_in_process(
+        instance=instance, partition_key=rate, raise_on_error=False, tags=tags,
+        run_config={**(run_config or {}), "ops": ops})
+    for event in result.get_asset_materialization_events():
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        print(f"  {event.asset_key.to_user_string():<22} {meta.get('steps')} steps, loss {_num(meta.get('first_loss'))}"
+              f" -> {_num(meta.get('final_loss'))}, {_num(meta.get('tokens_per_s'))} tok/s"
+              + (" (up to date: checkpoint reused)" if meta.get("reused") else f", {_num(meta.get('train_wall_s'))} s")
+              + f"\n  {'':<22} {meta.get('checkpoint')}", file=out)
+    if not result.success:
+        print(f"training FAILED: {failure_reason(result)}", file=out)
+        return False
+    print(f"training done in {time.perf_counter() - started:.1f} s", file=out)
+
+    started = time.perf_counter()
+    result = defs.resolve_job_def("evaluate_clara").execute_in_process(
+        instance=instance, partition_key=rate, raise_on_error=False, tags=tags, run_config=run_config)
+    if not result.success:
+        print(f"evaluation FAILED: {failure_reason(result)}", file=out)
+        return False
+    (event,) = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    print(f"evaluation on the held-out questions ({meta['rows'].value} answer rows, {meta['e2e_rows'].value} "
+          f"retrieval rows) in {time.perf_counter() - started:.1f} s:\n{meta['results'].value}\n"
+          f"report: {meta['report'].value}", file=out)
+    if training.base_model == "tiny":
+        print("(the tiny model is random-initialised and trains for minutes: these scores test the pipeline, not "
+              "CLaRa; set CLARA_BASE_MODEL and train on GPUs for real ones)", file=out)
+    return True
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) and abs(value) < 100 else \
+        f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
 
 
 _SUMMARY = {

@@ -1,0 +1,78 @@
+"""`clara_evaluation`: the stage-2 and stage-3 checkpoints of one compression rate on the held-out questions,
+next to the untrained model and full-text RAG (clara_model.evaluate does the work)."""
+
+import dagster as dg
+
+from ..storage import write_json_atomic
+from ..training.runs import CurrentRun, stage_dir
+from ..training.stages import STAGES
+from .resources import ArtifactStoreResource
+from .training import GPU_POOL, compression_rates
+
+EVALUATION_CODE_VERSION = "evaluation-v1"
+
+
+class EvaluationConfig(dg.Config):
+    """How much to evaluate: the defaults keep a CPU run to a minute or two."""
+
+    max_rows: int = 50  # held-out questions per system (the first ones of each file); 0: all of them
+    batch_size: int = 8
+    max_new_tokens: int = 64  # the paper's answer budget
+    device: str = ""  # "" picks CUDA when there is one, else the CPU
+
+
+@dg.asset(
+    deps=[dg.AssetDep(STAGES["instruct"].asset, partition_mapping=dg.IdentityPartitionMapping()),
+          dg.AssetDep(STAGES["e2e"].asset, partition_mapping=dg.IdentityPartitionMapping()),
+          dg.AssetDep(STAGES["instruct"].dataset_asset), dg.AssetDep(STAGES["e2e"].dataset_asset)],
+    partitions_def=compression_rates,
+    group_name="evaluation",
+    pool=GPU_POOL,
+    code_version=EVALUATION_CODE_VERSION,
+    kinds={"pytorch"},
+    description="EM, F1 and cover-EM on the held-out questions for the stage-2 and stage-3 checkpoints, recall@1/3/5 "
+                "for stage 3, next to the untrained model and full-text RAG, with the prompt and decoder tokens "
+                "each used (evaluation/rate-<r>/report.json).",
+)
+def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig,
+                     artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    from clara_model.evaluate import evaluate_files  # torch: imported when the step runs, not when defs load
+
+    store = artifacts.store()
+    rate = int(context.partition_key)
+    checkpoints = {}
+    for name in ("instruct", "e2e"):
+        current = CurrentRun.read(stage_dir(store.root, rate, name))
+        if current is None:
+            raise dg.Failure(f"clara_evaluation[{rate}] needs {STAGES[name].asset}[{rate}]: materialize it first",
+                             allow_retries=False)
+        checkpoints[name] = current
+    report = evaluate_files(
+        checkpoints["instruct"].checkpoint, checkpoints["e2e"].checkpoint,
+        store.datasets_dir / STAGES["instruct"].eval_file, store.datasets_dir / STAGES["e2e"].eval_file,
+        max_rows=config.max_rows or None, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+        device=config.device or None,
+    )
+    path = store.root / "evaluation" / f"rate-{rate}" / "report.json"
+    write_json_atomic(path, {**report.to_dict(), "checkpoint_data_versions": {
+        name: current.data_version for name, current in checkpoints.items()}})
+    metadata: dict = {"results": dg.MetadataValue.md(report.markdown_table()),
+                      "report": dg.MetadataValue.path(str(path))}
+    for name, result in report.results.items():
+        metadata[f"{name}/em"] = result.em
+        metadata[f"{name}/f1"] = result.f1
+        metadata[f"{name}/cover_em"] = result.cover_em
+        metadata[f"{name}/prompt_tokens"] = result.prompt_tokens
+        for key, value in (result.recall or {}).items():
+            if key.startswith("recall@"):
+                metadata[f"{name}/{key}"] = value
+    metadata["rows"] = report.settings["instruct_rows"]
+    metadata["e2e_rows"] = report.settings["e2e_rows"]
+    return dg.MaterializeResult(metadata=metadata)
+
+
+evaluation_job = dg.define_asset_job(
+    "evaluate_clara", selection=dg.AssetSelection.assets(clara_evaluation),
+    executor_def=dg.in_process_executor,
+    description="Evaluate the stage-2 and stage-3 checkpoints of one compression rate against the baselines.",
+)

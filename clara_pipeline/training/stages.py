@@ -1,0 +1,135 @@
+"""The three training stages as the pipeline runs them: their data, their hand-off, their versions, and the plan
+of one run (which folder, which command settings).
+
+Pure: no Dagster, no torch. `clara_pipeline.defs.training` turns each `StageSpec` into an asset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .launch import LaunchSpec
+from .runs import RUNS_DIR, CurrentRun, file_digests, run_fingerprint, stage_dir
+
+# The trainer's version (clara_model.training.config.TRAINER_VERSION, bumped when a given config and data would
+# train differently). Repeated here because importing clara_model loads torch, which loading the Dagster
+# definitions should not; tests/clara_pipeline/training/test_runs.py keeps the two equal.
+TRAINER_VERSION = "1"
+COMPRESSION_RATES = ("4", "16", "32", "64", "128")
+# The stage configs the trainer ships (clara_model/configs/<stage>.yaml), located without importing clara_model.
+CONFIG_DIR = Path(importlib.util.find_spec("clara_model").origin).parent / "configs"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: the trainer's name for it, its Dagster asset, its training data, and the stage it starts from."""
+
+    stage: str  # the trainer's --stage
+    asset: str
+    dataset_asset: str
+    data_file: str  # under the artifacts' datasets/ folder
+    eval_file: str | None  # held-out rows, same format
+    previous: str | None  # the stage whose checkpoint this one starts from
+
+    @property
+    def config_file(self) -> Path:
+        """The stage's hyperparameters (YAML), passed to the trainer with --config."""
+        return CONFIG_DIR / f"{self.stage}.yaml"
+
+
+STAGES = {
+    "pretrain": StageSpec("pretrain", "clara_stage1_pretrain", "pretrain_dataset", "pretrain.jsonl", None, None),
+    "instruct": StageSpec("instruct", "clara_stage2_instruct", "instruction_dataset", "instruction.jsonl",
+                          "instruction_eval.jsonl", "pretrain"),
+    "e2e": StageSpec("e2e", "clara_stage3_e2e", "end_to_end_dataset", "end_to_end.jsonl",
+                     "end_to_end_eval.jsonl", "instruct"),
+}
+
+
+def stage_code_version(stage: StageSpec) -> str:
+    """Return the hash of the stage's YAML config and TRAINER_VERSION: what makes its checkpoints stale."""
+    h = hashlib.sha256(f"trainer {TRAINER_VERSION}\n".encode())
+    h.update(stage.config_file.read_bytes())
+    return f"{stage.stage}-{h.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    """How the job is launched (the run's operational knobs)."""
+
+    max_steps: int = 0
+    num_gpus: int = 0
+    num_nodes: int = 0
+    hostfile: str | None = None
+    cpu_processes: int = 1
+    master_port: int = 0
+    relay_every: int = 10
+    resume: bool = True
+
+
+@dataclass(frozen=True)
+class StageRunPlan:
+    """Where one run of a stage goes and what it is launched with."""
+
+    spec: LaunchSpec
+    stage_dir: Path
+    run_dir: Path
+    fingerprint: str
+    inputs: dict  # what the fingerprint hashes: why this run folder and not another
+
+
+def plan_stage_run(
+    stage: StageSpec,
+    *,
+    artifacts_root: str | Path,
+    datasets_dir: str | Path,
+    compression_rate: int,
+    previous: CurrentRun | None,
+    base_model: str,
+    overrides: Sequence[str],
+    launcher: LauncherSettings,
+) -> StageRunPlan:
+    """Return the plan of one run of `stage` at `compression_rate`.
+
+    The run folder is named by a fingerprint of everything that decides the result (see runs.py), so the same
+    work always lands in the same folder, and resumes there after an interruption.
+
+    Raises:
+        ValueError: when a stage that needs the previous stage's checkpoint gets none.
+        FileNotFoundError: when the data file or the stage config is missing.
+    """
+    if stage.previous and previous is None:
+        raise ValueError(f"stage {stage.stage} starts from stage {stage.previous}'s checkpoint, which does not exist "
+                         f"at compression rate {compression_rate}")
+    data = Path(datasets_dir) / stage.data_file
+    sets = list(overrides)
+    if stage.previous is None:
+        sets.insert(0, f"model.base_model={base_model}")  # the architecture is chosen in stage 1 only
+    hostfile_digest = file_digests([launcher.hostfile])[0] if launcher.hostfile else None
+    inputs = {
+        "trainer_version": TRAINER_VERSION,
+        "stage": stage.stage,
+        "compression_rate": compression_rate,
+        "data": file_digests([data]),
+        "init_from": previous.data_version if previous else None,
+        "config": file_digests([stage.config_file]),
+        "overrides": sets,
+        "max_steps": launcher.max_steps,
+        "processes": [launcher.num_gpus, launcher.num_nodes, hostfile_digest, launcher.cpu_processes],
+    }
+    fingerprint = run_fingerprint(inputs)
+    directory = stage_dir(artifacts_root, compression_rate, stage.stage)
+    run_dir = directory / RUNS_DIR / fingerprint
+    spec = LaunchSpec(
+        stage=stage.stage, data=(str(data),), output_dir=str(run_dir),
+        init_from=str(previous.checkpoint) if previous else None, config_file=str(stage.config_file),
+        overrides=tuple(sets), compression_rate=compression_rate, max_steps=launcher.max_steps,
+        resume=launcher.resume, num_gpus=launcher.num_gpus, num_nodes=launcher.num_nodes,
+        hostfile=launcher.hostfile, cpu_processes=launcher.cpu_processes, master_port=launcher.master_port,
+        relay_every=launcher.relay_every,
+    )
+    return StageRunPlan(spec=spec, stage_dir=directory, run_dir=run_dir, fingerprint=fingerprint, inputs=inputs)
