@@ -98,6 +98,16 @@ class EvaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "systems": {k: r.to_dict() for k, r in self.results.items()}}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
+        """Rebuild a report from `to_dict` output (a stored report.json)."""
+        results = {}
+        for name, value in data["systems"].items():
+            value = {k: v for k, v in value.items() if k not in ("decoder_tokens", "title")}
+            results[name] = SystemResult(**value)
+        ordered = [s for s in SYSTEMS if s in results] + [s for s in results if s not in SYSTEMS]
+        return cls(results={s: results[s] for s in ordered}, settings=data["settings"])
+
     def markdown_table(self) -> str:
         """Return one Markdown row per system: EM, F1, cover-EM, recall@1/3/5, prompt and decoder tokens."""
         header = ("| system | rows | EM | F1 | cover-EM | recall@1 | recall@3 | recall@5 | prompt tokens | "

@@ -1,10 +1,12 @@
 """`clara_evaluation`: the stage-2 and stage-3 checkpoints of one compression rate on the held-out questions,
 next to the untrained model and full-text RAG (clara_model.evaluate does the work)."""
 
+import json
+
 import dagster as dg
 
 from ..storage import write_json_atomic
-from ..training.runs import CurrentRun, stage_dir
+from ..training.runs import CurrentRun, file_digests, run_fingerprint, stage_dir
 from ..training.stages import STAGES
 from .resources import ArtifactStoreResource
 from .training import GPU_POOL, compression_rates
@@ -36,7 +38,8 @@ class EvaluationConfig(dg.Config):
 )
 def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig,
                      artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    from clara_model.evaluate import evaluate_files  # torch: imported when the step runs, not when defs load
+    # torch: imported when the step runs, not when the definitions load
+    from clara_model.evaluate import EvaluationReport, evaluate_files
 
     store = artifacts.store()
     rate = int(context.partition_key)
@@ -47,28 +50,39 @@ def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
             raise dg.Failure(f"clara_evaluation[{rate}] needs {STAGES[name].asset}[{rate}]: materialize it first",
                              allow_retries=False)
         checkpoints[name] = current
-    report = evaluate_files(
-        checkpoints["instruct"].checkpoint, checkpoints["e2e"].checkpoint,
-        store.datasets_dir / STAGES["instruct"].eval_file, store.datasets_dir / STAGES["e2e"].eval_file,
-        max_rows=config.max_rows or None, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
-        device=config.device or None,
-    )
+    eval_files = [store.datasets_dir / STAGES[name].eval_file for name in ("instruct", "e2e")]
+    # What decides the scores: the same inputs give the same report (generation is greedy), so it is reused.
+    inputs = {"code_version": EVALUATION_CODE_VERSION, "config": config.model_dump(),
+              "checkpoint_data_versions": {name: current.data_version for name, current in checkpoints.items()},
+              "eval_files": file_digests(eval_files)}
     path = store.root / "evaluation" / f"rate-{rate}" / "report.json"
-    write_json_atomic(path, {**report.to_dict(), "checkpoint_data_versions": {
-        name: current.data_version for name, current in checkpoints.items()}})
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if stored and stored.get("inputs") == inputs:
+        context.log.info(f"clara_evaluation[{rate}] is up to date: the same checkpoints, held-out rows and settings "
+                         f"were evaluated already ({path})")
+        report, reused = EvaluationReport.from_dict(stored), True
+    else:
+        report = evaluate_files(
+            checkpoints["instruct"].checkpoint, checkpoints["e2e"].checkpoint, *eval_files,
+            max_rows=config.max_rows or None, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+            device=config.device or None,
+        )
+        write_json_atomic(path, {**report.to_dict(), "inputs": inputs})
+        reused = False
     metadata: dict = {"results": dg.MetadataValue.md(report.markdown_table()),
-                      "report": dg.MetadataValue.path(str(path))}
+                      "report": dg.MetadataValue.path(str(path)), "reused": reused}
     for name, result in report.results.items():
         metadata[f"{name}/em"] = result.em
         metadata[f"{name}/f1"] = result.f1
         metadata[f"{name}/cover_em"] = result.cover_em
         metadata[f"{name}/prompt_tokens"] = result.prompt_tokens
+        metadata[f"{name}/decoder_tokens"] = result.decoder_tokens
         for key, value in (result.recall or {}).items():
             if key.startswith("recall@"):
                 metadata[f"{name}/{key}"] = value
     metadata["rows"] = report.settings["instruct_rows"]
     metadata["e2e_rows"] = report.settings["e2e_rows"]
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(run_fingerprint(inputs)))
 
 
 evaluation_job = dg.define_asset_job(

@@ -135,3 +135,11 @@ def test_bad_requests_are_refused(checkpoints):
         evaluate_checkpoints(*checkpoints, ROWS, ROWS, systems=["stage4"])
     with pytest.raises(ValueError, match="no held-out rows to evaluate stage3"):
         evaluate_checkpoints(*checkpoints, ROWS, [], systems=["stage3"])
+
+
+def test_a_stored_report_reads_back_as_it_was(report):
+    import json
+
+    stored = json.loads(json.dumps(report.to_dict()))
+    again = EvaluationReport.from_dict(stored)
+    assert again.to_dict() == stored and again.markdown_table() == report.markdown_table()

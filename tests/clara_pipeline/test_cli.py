@@ -15,7 +15,7 @@ CLARA = [sys.executable, "-m", "clara_pipeline.cli"]
 
 def clara(*args, env=None, cwd=None):
     return subprocess.run([*CLARA, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=600)
 
 
 def test_extract_prints_the_document_as_json(tmp_path):
@@ -47,7 +47,7 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
     (raw / "broken.pdf").write_bytes(b"not a pdf")
     env = {"CLARA_RAW_DATA": "raw", "CLARA_ARTIFACTS": "out", "DAGSTER_HOME": ""}  # DAGSTER_HOME unset: ./dagster_home
 
-    first = clara("run", env=env, cwd=tmp_path)
+    first = clara("run", "--skip-training", env=env, cwd=tmp_path)
     assert first.returncode == 1, first.stdout + first.stderr  # one document failed, and says so
     assert "11/12 documents ingested" in first.stdout
     assert "FAILED      broken_pdf-" in first.stdout and "broken.pdf: not a readable PDF" in first.stdout
@@ -57,10 +57,19 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
         assert (tmp_path / "out" / "datasets" / name).stat().st_size > 0
 
     (raw / "broken.pdf").unlink()
-    second = clara("run", env=env, cwd=tmp_path)
+    second = clara("run", "--compression-rate", "64", "--max-steps", "3", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "11 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
     assert "end_to_end_dataset   rows" in second.stdout
+    # ... then the three stages at one compression rate, and the evaluation
+    assert "training at compression rate 64: base model tiny, 3 steps per stage" in second.stdout
+    for stage in ("pretrain", "instruct", "e2e"):
+        (checkpoint,) = (tmp_path / "out" / "training" / "rate-64" / stage / "runs").glob("*/final")
+        assert str(checkpoint) in second.stdout and (checkpoint / "config.json").exists()
+    assert "clara_stage3_e2e       3 steps" in second.stdout
+    assert "| stage-3 CLaRa (retrieves top-k of N) |" in second.stdout
+    assert "| full-text RAG (k docs as text) |" in second.stdout
+    assert (tmp_path / "out" / "evaluation" / "rate-64" / "report.json").exists()
 
     # the runs are in the instance, where the UI will show them
     import dagster as dg
@@ -68,8 +77,12 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
         ingest = instance.get_runs(filters=dg.RunsFilter(job_name="ingest_documents"))
         synthesis = instance.get_runs(filters=dg.RunsFilter(job_name="synthesize_datasets"))
-        assert len(ingest) == 12 and len(synthesis) == 2
-        assert {r.tags["clara/launched_by"] for r in ingest + synthesis} == {"clara run"}
+        training = instance.get_runs(filters=dg.RunsFilter(job_name="train_all_stages"))
+        evaluation = instance.get_runs(filters=dg.RunsFilter(job_name="evaluate_clara"))
+        assert len(ingest) == 12 and len(synthesis) == 2 and len(training) == 1 and len(evaluation) == 1
+        assert {r.tags["clara/launched_by"] for r in ingest + synthesis + training} == {"clara run"}
+        assert training[0].tags["dagster/partition"] == "64"
+        assert instance.get_materialized_partitions(dg.AssetKey("clara_stage3_e2e")) == {"64"}
 
 
 def test_run_explains_a_corpus_too_small_for_the_datasets(tmp_path):

@@ -163,6 +163,20 @@ def test_evaluation_reports_a_table_against_the_baselines(trained):
     assert meta["full_text_rag/prompt_tokens"].value > meta["stage2/prompt_tokens"].value
 
 
+def test_evaluating_the_same_checkpoints_again_reuses_the_report(trained):
+    artifacts, defs, instance, _, first = trained
+    assert first is not None and first.success
+    path = artifacts / "evaluation" / "rate-32" / "report.json"
+    stored = path.read_bytes()
+    config = {"ops": {"clara_evaluation": {"config": {"max_rows": 2, "max_new_tokens": 8}}}}
+    again = defs.resolve_job_def("evaluate_clara").execute_in_process(
+        instance=instance, partition_key="32", raise_on_error=False, run_config=config)
+    assert again.success
+    meta = metadata_of(again, "clara_evaluation").metadata
+    assert meta["reused"].value is True and path.read_bytes() == stored
+    assert meta["results"].value == metadata_of(first, "clara_evaluation").metadata["results"].value
+
+
 def test_a_later_stage_without_its_previous_checkpoint_fails_with_a_reason(tmp_path):
     artifacts = tmp_path / "artifacts"
     write_tiny_datasets(artifacts / "datasets")
