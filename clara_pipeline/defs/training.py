@@ -40,7 +40,7 @@ compression_rates = dg.StaticPartitionsDefinition(list(COMPRESSION_RATES))
 
 # The embedded defaults: the tiny model on CPU, with optimizer steps of 8 samples instead of the paper's 128
 # (stages 1-2) and 32 (stage 3), so that a few dozen steps take a minute or two.
-TINY_CPU_OVERRIDES = ("batch.global_batch_size=8",)
+TINY_CPU_OVERRIDES = ("batch.global_batch_size=8", "train.save_every=10")
 
 
 class TrainingSettings(dg.ConfigurableResource):

@@ -60,6 +60,20 @@ def build_model(stage: Stage = Stage.PRETRAIN, *, model: ModelConfig = SMALL_MOD
     return ClaraModel.from_config(ClaraConfig(model=model, stage=stage_config(stage, **overrides)))
 
 
+def fit(model: ClaraModel, rows, steps: int, lr: float = 3e-3) -> ClaraModel:
+    """Train `model` on one batch of `rows` for `steps` AdamW steps (a model that has learned those rows)."""
+    from clara_model.collate import build_collator
+
+    batch = build_collator(model.tokenizer, model.tokens, model.config)(rows)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
 def perturb_adapters(model: ClaraModel, scale: float = 0.05) -> None:
     """Give every LoRA B a non-zero value: a fresh LoRA has B = 0, which leaves every lora_A gradient at 0."""
     generator = torch.Generator().manual_seed(1)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from clara_model import Stage, save_checkpoint
-from clara_model.collate import build_collator
 from clara_model.data import QuestionRow
 from clara_model.evaluate import (
     SYSTEMS,
@@ -17,7 +16,7 @@ from clara_model.evaluate import (
     untrained_model,
 )
 from clara_model.prompts import PromptKind, build_prompt
-from tests.clara_model.conftest import SMALL_MODEL, build_model, perturb_adapters
+from tests.clara_model.conftest import SMALL_MODEL, build_model, fit, perturb_adapters
 
 FILLER = "The quarterly maintenance report lists every inspection of the northern pumping station in detail."
 ROWS = [
@@ -34,14 +33,7 @@ def checkpoints(tmp_path_factory):
     """A stage-2 checkpoint fitted to ROWS, and a (perturbed, untrained) stage-3 checkpoint picking top-2."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("checkpoints")
-    instruct = build_model(Stage.INSTRUCT)
-    batch = build_collator(instruct.tokenizer, instruct.tokens, instruct.config)(ROWS)
-    optimizer = torch.optim.AdamW([p for p in instruct.parameters() if p.requires_grad], lr=3e-3)
-    instruct.train()
-    for _ in range(40):
-        instruct(batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    instruct = fit(build_model(Stage.INSTRUCT), ROWS, steps=40)
     e2e = build_model(Stage.E2E, generation_top_k=2)
     perturb_adapters(e2e, scale=0.2)
     return save_checkpoint(instruct, folder / "instruct"), save_checkpoint(e2e, folder / "e2e")

@@ -4,10 +4,10 @@ import torch.nn.functional as F
 
 from clara_model import Stage, answer, answer_with_retrieval, compress, paraphrase
 from clara_model.adapters import active_adapters, use_adapter
-from clara_model.collate import InstructCollator, build_collator, encode_documents
+from clara_model.collate import InstructCollator, encode_documents
 from clara_model.config import Adapter
 from clara_model.data import QuestionRow
-from tests.clara_model.conftest import build_model, perturb_adapters
+from tests.clara_model.conftest import build_model, fit, perturb_adapters
 
 FACTS = [
     QuestionRow("What is the capital of France?", ("Paris is the capital of France.",), "Paris", ("Paris",)),
@@ -25,14 +25,7 @@ def e2e_model():
 
 def test_a_trained_decoder_answers_through_the_inference_api():
     """Training and inference build the same layout: after fitting two facts, greedy answers reproduce them."""
-    model = build_model(Stage.INSTRUCT)
-    batch = build_collator(model.tokenizer, model.tokens, model.config)(FACTS)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    model.train()
-    for _ in range(30):
-        model(batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    model = fit(build_model(Stage.INSTRUCT), FACTS, steps=30)
     answers = answer(model, [r.question for r in FACTS], [list(r.docs) for r in FACTS], max_new_tokens=8)
     assert answers == ["Paris", "Jake Phelps"]
     assert model.training and active_adapters(model.base) == ()  # left as it was found
