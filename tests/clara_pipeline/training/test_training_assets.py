@@ -69,7 +69,10 @@ def trained(tmp_path_factory):
 
 def test_definitions_load_with_the_training_graph(tmp_path):
     defs = definitions(tmp_path, tmp_path / "artifacts")
-    graph = defs.resolve_asset_graph()
+    # In an instance of its own: an earlier module's instance can leave Dagster's definitions-state context
+    # variable pointing at its closed storage, which the first resolution of a Definitions would read.
+    with dg.instance_for_test():
+        graph = defs.resolve_asset_graph()
     stage2 = graph.get(dg.AssetKey("clara_stage2_instruct"))
     assert {k.to_user_string() for k in stage2.parent_keys} == {"clara_stage1_pretrain", "instruction_dataset"}
     assert stage2.partitions_def == compression_rates and compression_rates.get_partition_keys() == \
