@@ -230,23 +230,31 @@ def run_trainer(
     relay = ProgressRelay(spec.relay_every)
     total = spec.max_steps or None
     started = time.monotonic()
-    process = subprocess.Popen(
-        list(command), env=trainer_environment(environ, master_port=spec.master_port),
-        # The trainer's stdout goes to our stderr: the standalone launcher's stdout carries its JSON report alone.
-        stdin=subprocess.DEVNULL, stdout=_stderr_fd(), stderr=subprocess.PIPE, start_new_session=True,
-    )
-    stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-    pump = threading.Thread(target=_pump_stderr, args=(process.stderr, stderr_tail), daemon=True)
-    pump.start()
     received: list[int] = []
+    process: subprocess.Popen | None = None
 
     def forward(signum: int, _frame: Any) -> None:
         received.append(signum)
-        _signal_group(process, signum)
+        if process is not None:
+            _signal_group(process, signum)
 
+    # Our handlers go in before the trainer starts: a signal that comes while it starts is forwarded, not lost,
+    # and the trainer starts with the default actions for both signals (a handled signal is reset to default
+    # across exec, an ignored one would stay ignored: a launcher started in the background ignores SIGINT).
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    pump: threading.Thread | None = None
     relayed = 0
     try:
+        process = subprocess.Popen(
+            list(command), env=trainer_environment(environ, master_port=spec.master_port),
+            # The trainer's stdout goes to our stderr: the standalone launcher's stdout carries its JSON report alone.
+            stdin=subprocess.DEVNULL, stdout=_stderr_fd(), stderr=subprocess.PIPE, start_new_session=True,
+        )
+        if received:  # it came while the trainer was starting
+            _signal_group(process, received[0])
+        pump = threading.Thread(target=_pump_stderr, args=(process.stderr, stderr_tail), daemon=True)
+        pump.start()
         deadline = None
         while process.poll() is None:
             if received and deadline is None:
@@ -265,14 +273,16 @@ def run_trainer(
             _announce_stop(reporter, received[0], process.pid)
         relayed += _relay(tail, relay, reporter, total, final=True)
     finally:
-        if process.poll() is None:  # the launcher itself failed: never leave ranks behind
+        if process is not None:
+            if process.poll() is None:  # the launcher itself failed: never leave ranks behind
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+            # Ranks that outlived the launcher process (the group leader) are still in the group.
             _signal_group(process, signal.SIGKILL)
-            process.wait()
-        # Ranks that outlived the launcher process (the group leader) are still in the group.
-        _signal_group(process, signal.SIGKILL)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pump.join(timeout=5)
+        if pump is not None:
+            pump.join(timeout=5)
     return TrainerRun(command=list(command), returncode=process.returncode, wall_s=time.monotonic() - started,
                       stderr_tail=list(stderr_tail), signal_received=received[0] if received else None,
                       relayed_steps=relayed)

@@ -162,6 +162,22 @@ def test_sigterm_reaches_the_whole_process_group(tmp_path):
         collect_result(spec(output_dir=str(tmp_path)), run)
 
 
+def test_a_launcher_started_with_sigint_ignored_still_stops_the_trainer(tmp_path):
+    """A process started in the background inherits SIGINT ignored, and an ignored signal stays ignored across
+    exec: the launcher must start the trainer with the default action, or a cancellation waits for SIGKILL."""
+    reporter, _, _ = collecting_reporter()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        run = run_trainer(spec(output_dir=str(tmp_path)), scripted(tmp_path, 10_000, 0), reporter, poll_s=0.05,
+                          grace_s=30)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert run.signal_received == signal.SIGINT
+    assert run.returncode == -signal.SIGINT and run.wall_s < 30  # Python's KeyboardInterrupt, not the SIGKILL
+
+
 def test_a_child_that_ignores_the_signal_is_killed_after_the_grace_period(tmp_path):
     script = tmp_path / "stubborn.py"
     script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
