@@ -21,7 +21,7 @@ import dagster as dg
 
 from .definitions import build_definitions
 from .defs.partitions import documents_partitions
-from .defs.training import ensure_gpu_pool_limit, training_assets
+from .defs.training import TrainingSettings, ensure_gpu_pool_limit, training_assets
 from .ingest.service import cache_key, load_extracted
 from .ingest.sources import plan_partitions, scan_folder
 from .llm.tasks import CAPTION
@@ -51,7 +51,9 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
         print(f"clara run: the raw-data folder {settings.raw_data} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
         return 2
     os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings.dagster_home))
-    defs = build_definitions(settings)
+    # Without --verbose the trainer's log lines go to each run's train.log only, not to the terminal.
+    defs = build_definitions(settings, resources=None if verbose else {
+        "training": TrainingSettings.from_env(echo_trainer_output=False)})
     instance = dg.DagsterInstance.get()
     added, deleted = sync_partitions(instance, settings)
     keys = sorted(instance.get_dynamic_partitions(documents_partitions.name))
@@ -107,7 +109,8 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
     ensure_gpu_pool_limit(instance)
     training = defs.resources["training"]
     print(f"training at compression rate {rate}: base model {training.base_model}, "
-          + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs"), file=out)
+          + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs")
+          + ("" if training.echo_trainer_output else "; the trainer's log: <run folder>/train.log"), file=out)
     started = time.perf_counter()
     ops = {asset.key.to_user_string(): {"config": {"max_steps": max_steps}} for asset in training_assets}
     result = defs.resolve_job_def("train_all_stages").execute_in_process(

@@ -10,6 +10,7 @@ Re-materializing the same partition with the same data and settings resumes an i
 checkpoint; new data or settings train from the previous stage's checkpoint in a fresh folder.
 """
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -54,15 +55,16 @@ class TrainingSettings(dg.ConfigurableResource):
     base_model: str = "tiny"
     overrides: list[str] = list(TINY_CPU_OVERRIDES)  # `key=value` for every stage, before the run's own
     python: str = ""  # interpreter for the launcher and the trainer; "" means this one
+    echo_trainer_output: bool = True  # the trainer's log lines in the step's output too (always in train.log)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "TrainingSettings":
+    def from_env(cls, environ: dict[str, str] | None = None, *, echo_trainer_output: bool = True) -> "TrainingSettings":
         """`CLARA_BASE_MODEL` (default "tiny"; a hub id or a local folder trains with the stage configs as
         shipped) and `CLARA_TRAIN_PYTHON` (the interpreter of the training environment, default this one)."""
         env = os.environ if environ is None else environ
         base_model = env.get("CLARA_BASE_MODEL") or "tiny"
         return cls(base_model=base_model, overrides=list(TINY_CPU_OVERRIDES) if base_model == "tiny" else [],
-                   python=env.get("CLARA_TRAIN_PYTHON", ""))
+                   python=env.get("CLARA_TRAIN_PYTHON", ""), echo_trainer_output=echo_trainer_output)
 
     def interpreter(self) -> str:
         return self.python or sys.executable
@@ -125,9 +127,10 @@ def train_stage(
     if stage.previous and previous is None:
         raise dg.Failure(f"{stage.asset}[{rate}] starts from {STAGES[stage.previous].asset}[{rate}], which has no "
                          "checkpoint yet: materialize it first", allow_retries=False)
+    launcher = dataclasses.replace(config.launcher(), echo=training.echo_trainer_output)
     plan = plan_stage_run(stage, artifacts_root=store.root, datasets_dir=store.datasets_dir, compression_rate=rate,
                           previous=previous, base_model=training.base_model,
-                          overrides=[*training.overrides, *config.overrides], launcher=config.launcher())
+                          overrides=[*training.overrides, *config.overrides], launcher=launcher)
     context.log.info(f"run folder {plan.run_dir} (fingerprint {plan.fingerprint})")
     current = CurrentRun.read(plan.stage_dir)
     report = read_report(plan.run_dir)

@@ -12,7 +12,8 @@ What it does, in order:
 2. starts it in its own process group (session), with the DAGSTER_PIPES_* variables removed from its
    environment, so that N ranks never write into the one Pipes message channel;
 3. tails the rank-0 `metrics.jsonl` while it runs and relays every `relay_every`-th step as a Pipes log line
-   and a custom message; the trainer's stderr passes through, and its last lines are kept for the error;
+   and a custom message; the trainer's output goes to DIR/train.log and (unless `echo` is off) to our stderr, and
+   its last lines are kept for the error;
 4. forwards SIGINT/SIGTERM to the whole group (`os.killpg`): Dagster signals only this process, and waits
    20 s before giving up. After `grace_s` the group is killed;
 5. reports the materialization: losses, steps, throughput, wall time, a loss-curve PNG (embedded as Markdown and
@@ -49,6 +50,7 @@ from .runs import (
     LOSS_CURVE_FILE,
     METRICS_FILE,
     REPORT_FILE,
+    TRAIN_LOG_FILE,
     SUMMARY_FILE,
     checkpoint_digest,
     clear_failure,
@@ -91,6 +93,7 @@ class LaunchSpec:
     cpu_processes: int = 1  # processes on CPU when num_gpus is 0 (2: DeepSpeed with gloo)
     master_port: int = 0  # 0: DeepSpeed's default (29500)
     relay_every: int = 10  # relay one metrics line in this many steps
+    echo: bool = True  # copy the trainer's output to our stderr (it always goes to DIR/train.log)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
@@ -248,12 +251,15 @@ def run_trainer(
     try:
         process = subprocess.Popen(
             list(command), env=trainer_environment(environ, master_port=spec.master_port),
-            # The trainer's stdout goes to our stderr: the standalone launcher's stdout carries its JSON report alone.
-            stdin=subprocess.DEVNULL, stdout=_stderr_fd(), stderr=subprocess.PIPE, start_new_session=True,
+            # The trainer's stdout and stderr go to DIR/train.log and (echo) to our stderr: the standalone launcher's
+            # stdout carries its JSON report alone.
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         if received:  # it came while the trainer was starting
             _signal_group(process, received[0])
-        pump = threading.Thread(target=_pump_stderr, args=(process.stderr, stderr_tail), daemon=True)
+        pump = threading.Thread(target=_pump_output, args=(process.stdout, stderr_tail, output / TRAIN_LOG_FILE,
+                                                            spec.echo), daemon=True)
         pump.start()
         deadline = None
         while process.poll() is None:
@@ -302,13 +308,6 @@ def _relay(tail: MetricsTail, relay: ProgressRelay, reporter: Reporter, total: i
     return len(records)
 
 
-def _stderr_fd() -> int:
-    try:
-        return sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by an object without a file descriptor
-        return 2
-
-
 def _announce_stop(reporter: Reporter, signum: int, group: int) -> None:
     reporter.info(f"{signal.Signals(signum).name} received: stopping the training job (process group {group})")
 
@@ -320,17 +319,21 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass  # the whole group is gone already
 
 
-def _pump_stderr(stream, tail: collections.deque) -> None:
-    """Copy the trainer's stderr to ours, keeping its last lines (progress-bar redraws split on \\r)."""
-    out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+def _pump_output(stream, tail: collections.deque, log_path: Path, echo: bool) -> None:
+    """Append the trainer's output (stdout and stderr) to `log_path` and, when `echo`, copy it to our stderr;
+    keep its last lines (progress-bar redraws split on \\r)."""
+    out = sys.stderr.buffer if echo and hasattr(sys.stderr, "buffer") else None
     pending = b""
-    for chunk in iter(lambda: stream.read1(65536), b""):
-        if out is not None:
-            out.write(chunk)
-            out.flush()
-        pending += chunk
-        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-        tail.extend(line.decode("utf-8", "replace").rstrip() for line in lines if line.strip())
+    with open(log_path, "ab") as log:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            log.write(chunk)
+            log.flush()
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            pending += chunk
+            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+            tail.extend(line.decode("utf-8", "replace").rstrip() for line in lines if line.strip())
     if pending.strip():
         tail.append(pending.decode("utf-8", "replace").rstrip())
 

@@ -5,7 +5,7 @@ Layout under the artifacts root, per compression rate and stage:
     training/rate-<r>/<stage>/
         runs/<fingerprint>/     the trainer's output folder: train_config.json, metrics.jsonl, tensorboard/,
                                 resume/step-*/, final/ (the checkpoint), summary.json, loss_curve.png, launch.json,
-                                report.json
+                                report.json, train.log
         current.json            the run this stage stands on: written (atomically) only after a run succeeded
 
 The fingerprint hashes everything that decides what a run computes: stage, compression rate, the content of the
@@ -40,6 +40,7 @@ LOSS_CURVE_FILE = "loss_curve.png"
 LAUNCH_FILE = "launch.json"
 FAILURE_FILE = "launch_failed.txt"
 REPORT_FILE = "report.json"  # what the launcher reported for a finished run (LaunchResult)
+TRAIN_LOG_FILE = "train.log"  # everything the trainer printed, every launch of the run appended
 
 
 def stage_dir(artifacts_root: str | Path, compression_rate: int | str, stage: str) -> Path:

@@ -68,6 +68,7 @@ class LauncherSettings:
     cpu_processes: int = 1
     master_port: int = 0
     relay_every: int = 10
+    echo: bool = True  # the trainer's output on the launcher's stderr too (it always goes to train.log)
     resume: bool = True
 
 
@@ -130,6 +131,6 @@ def plan_stage_run(
         overrides=tuple(sets), compression_rate=compression_rate, max_steps=launcher.max_steps,
         resume=launcher.resume, num_gpus=launcher.num_gpus, num_nodes=launcher.num_nodes,
         hostfile=launcher.hostfile, cpu_processes=launcher.cpu_processes, master_port=launcher.master_port,
-        relay_every=launcher.relay_every,
+        relay_every=launcher.relay_every, echo=launcher.echo,
     )
     return StageRunPlan(spec=spec, stage_dir=directory, run_dir=run_dir, fingerprint=fingerprint, inputs=inputs)

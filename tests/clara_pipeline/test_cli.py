@@ -66,6 +66,9 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
     for stage in ("pretrain", "instruct", "e2e"):
         (checkpoint,) = (tmp_path / "out" / "training" / "rate-64" / stage / "runs").glob("*/final")
         assert str(checkpoint) in second.stdout and (checkpoint / "config.json").exists()
+        # the trainer's log lines go to the run folder, not to the terminal (without --verbose)
+        assert "INFO clara_model.train: done: 3 steps" in (checkpoint.parent / "train.log").read_text()
+    assert "clara_model.train" not in second.stderr
     assert "clara_stage3_e2e       3 steps" in second.stdout
     assert "| stage-3 CLaRa (retrieves top-k of N) |" in second.stdout
     assert "| full-text RAG (k docs as text) |" in second.stdout

@@ -147,6 +147,16 @@ def test_metrics_are_relayed_every_n_steps_and_stderr_is_kept(tmp_path):
         collect_result(spec(output_dir=str(tmp_path)), run)
 
 
+@pytest.mark.parametrize("echo", [True, False])
+def test_the_trainers_output_goes_to_train_log_and_to_stderr_unless_echo_is_off(tmp_path, capfd, echo):
+    reporter, _, _ = collecting_reporter()
+    run_trainer(spec(output_dir=str(tmp_path), echo=echo), scripted(tmp_path, 3, 0), reporter, poll_s=0.05)
+    run_trainer(spec(output_dir=str(tmp_path), echo=echo), scripted(tmp_path, 3, 0), reporter, poll_s=0.05)
+    log = (tmp_path / "train.log").read_text()
+    assert log.count("clara_model.train: error: ValueError") == 2  # a relaunch appends
+    assert ("clara_model.train: error: ValueError" in capfd.readouterr().err) is echo
+
+
 def test_sigterm_reaches_the_whole_process_group(tmp_path):
     reporter, lines, _ = collecting_reporter()
     threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
