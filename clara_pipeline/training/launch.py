@@ -248,7 +248,10 @@ def run_trainer(
     stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     pump: threading.Thread | None = None
     relayed = 0
+    log = None
     try:
+        output.mkdir(parents=True, exist_ok=True)
+        log = open(output / TRAIN_LOG_FILE, "ab")  # noqa: SIM115 - closed after the pump has drained the pipe
         process = subprocess.Popen(
             list(command), env=trainer_environment(environ, master_port=spec.master_port),
             # The trainer's stdout and stderr go to DIR/train.log and (echo) to our stderr: the standalone launcher's
@@ -258,8 +261,8 @@ def run_trainer(
         )
         if received:  # it came while the trainer was starting
             _signal_group(process, received[0])
-        pump = threading.Thread(target=_pump_output, args=(process.stdout, stderr_tail, output / TRAIN_LOG_FILE,
-                                                            spec.echo), daemon=True)
+        pump = threading.Thread(target=_pump_output, args=(process.stdout, stderr_tail, log, spec.echo),
+                                daemon=True)
         pump.start()
         deadline = None
         while process.poll() is None:
@@ -289,6 +292,8 @@ def run_trainer(
             signal.signal(sig, handler)
         if pump is not None:
             pump.join(timeout=5)
+        if log is not None:
+            log.close()
     return TrainerRun(command=list(command), returncode=process.returncode, wall_s=time.monotonic() - started,
                       stderr_tail=list(stderr_tail), signal_received=received[0] if received else None,
                       relayed_steps=relayed)
@@ -319,21 +324,21 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass  # the whole group is gone already
 
 
-def _pump_output(stream, tail: collections.deque, log_path: Path, echo: bool) -> None:
-    """Append the trainer's output (stdout and stderr) to `log_path` and, when `echo`, copy it to our stderr;
-    keep its last lines (progress-bar redraws split on \\r)."""
-    out = sys.stderr.buffer if echo and hasattr(sys.stderr, "buffer") else None
+def _pump_output(stream, tail: collections.deque, log, echo: bool) -> None:
+    """Append the trainer's output (stdout and stderr) to `log` and, when `echo`, copy it to our stderr; keep its
+    last lines (progress-bar redraws split on \\r). Never stops reading: a full pipe would stall the trainer."""
+    sinks = [log] + ([sys.stderr.buffer] if echo and hasattr(sys.stderr, "buffer") else [])
     pending = b""
-    with open(log_path, "ab") as log:
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            log.write(chunk)
-            log.flush()
-            if out is not None:
-                out.write(chunk)
-                out.flush()
-            pending += chunk
-            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
-            tail.extend(line.decode("utf-8", "replace").rstrip() for line in lines if line.strip())
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        for sink in list(sinks):
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):  # a full disk or a closed stream: keep draining without it
+                sinks.remove(sink)
+        pending += chunk
+        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+        tail.extend(line.decode("utf-8", "replace").rstrip() for line in lines if line.strip())
     if pending.strip():
         tail.append(pending.decode("utf-8", "replace").rstrip())
 
