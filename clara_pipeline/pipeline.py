@@ -136,7 +136,9 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata
     print(f"evaluation on the held-out questions ({meta['rows'].value} answer rows, {meta['e2e_rows'].value} "
-          f"retrieval rows) in {time.perf_counter() - started:.1f} s:\n{meta['results'].value}\n"
+          f"retrieval rows) in {time.perf_counter() - started:.1f} s"
+          + (" (up to date: report reused)" if meta.get("reused") and meta["reused"].value else "")
+          + f":\n{meta['results'].value}\n"
           f"report: {meta['report'].value}", file=out)
     if training.base_model == "tiny":
         print("(the tiny model is random-initialised and trains for minutes: these scores test the pipeline, not "
