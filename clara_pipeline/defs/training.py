@@ -10,7 +10,6 @@ Re-materializing the same partition with the same data and settings resumes an i
 checkpoint; new data or settings train from the previous stage's checkpoint in a fresh folder.
 """
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from ..training.runs import METRICS_FILE, CurrentRun, publish_run, read_failure,
 from ..training.stages import (
     COMPRESSION_RATES,
     STAGES,
-    LauncherSettings,
     StageSpec,
     plan_stage_run,
     stage_code_version,
@@ -83,10 +81,9 @@ class TrainStageConfig(dg.Config):
     master_port: int = 0  # 0: DeepSpeed's default; set when two jobs share a machine
     relay_every: int = 10  # relay one metrics line in this many steps
 
-    def launcher(self) -> LauncherSettings:
-        return LauncherSettings(max_steps=self.max_steps, num_gpus=self.num_gpus, num_nodes=self.num_nodes,
-                                hostfile=self.hostfile or None, cpu_processes=self.cpu_processes,
-                                master_port=self.master_port, relay_every=self.relay_every, resume=self.resume)
+    def launch_options(self) -> dict:
+        """The LaunchSpec fields this config sets (everything but `overrides`, which join the stage's --set)."""
+        return {**self.model_dump(exclude={"overrides"}), "hostfile": self.hostfile or None}
 
 
 def training_resources() -> dict[str, dg.ConfigurableResource | dg.PipesSubprocessClient]:
@@ -127,10 +124,10 @@ def train_stage(
     if stage.previous and previous is None:
         raise dg.Failure(f"{stage.asset}[{rate}] starts from {STAGES[stage.previous].asset}[{rate}], which has no "
                          "checkpoint yet: materialize it first", allow_retries=False)
-    launcher = dataclasses.replace(config.launcher(), echo=training.echo_trainer_output)
     plan = plan_stage_run(stage, artifacts_root=store.root, datasets_dir=store.datasets_dir, compression_rate=rate,
                           previous=previous, base_model=training.base_model,
-                          overrides=[*training.overrides, *config.overrides], launcher=launcher)
+                          overrides=[*training.overrides, *config.overrides],
+                          launch_options={**config.launch_options(), "echo": training.echo_trainer_output})
     context.log.info(f"run folder {plan.run_dir} (fingerprint {plan.fingerprint})")
     current = CurrentRun.read(plan.stage_dir)
     report = read_report(plan.run_dir)

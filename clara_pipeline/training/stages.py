@@ -6,11 +6,13 @@ Pure: no Dagster, no torch. `clara_pipeline.defs.training` turns each `StageSpec
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .launch import LaunchSpec
 from .runs import RUNS_DIR, CurrentRun, file_digests, run_fingerprint, stage_dir
@@ -58,21 +60,6 @@ def stage_code_version(stage: StageSpec) -> str:
 
 
 @dataclass(frozen=True)
-class LauncherSettings:
-    """How the job is launched (the run's operational knobs)."""
-
-    max_steps: int = 0
-    num_gpus: int = 0
-    num_nodes: int = 0
-    hostfile: str | None = None
-    cpu_processes: int = 1
-    master_port: int = 0
-    relay_every: int = 10
-    echo: bool = True  # the trainer's output on the launcher's stderr too (it always goes to train.log)
-    resume: bool = True
-
-
-@dataclass(frozen=True)
 class StageRunPlan:
     """Where one run of a stage goes and what it is launched with."""
 
@@ -92,12 +79,14 @@ def plan_stage_run(
     previous: CurrentRun | None,
     base_model: str,
     overrides: Sequence[str],
-    launcher: LauncherSettings,
+    launch_options: Mapping[str, Any] | None = None,
 ) -> StageRunPlan:
     """Return the plan of one run of `stage` at `compression_rate`.
 
     The run folder is named by a fingerprint of everything that decides the result (see runs.py), so the same
-    work always lands in the same folder, and resumes there after an interruption.
+    work always lands in the same folder, and resumes there after an interruption. `launch_options` are the
+    run's operational LaunchSpec fields (max_steps, num_gpus, num_nodes, hostfile, cpu_processes, master_port,
+    relay_every, echo, resume); of those, only what changes the computation enters the fingerprint.
 
     Raises:
         ValueError: when a stage that needs the previous stage's checkpoint gets none.
@@ -110,7 +99,13 @@ def plan_stage_run(
     sets = list(overrides)
     if stage.previous is None:
         sets.insert(0, f"model.base_model={base_model}")  # the architecture is chosen in stage 1 only
-    hostfile_digest = file_digests([launcher.hostfile])[0] if launcher.hostfile else None
+    directory = stage_dir(artifacts_root, compression_rate, stage.stage)
+    spec = LaunchSpec(
+        stage=stage.stage, data=(str(data),), output_dir="", init_from=str(previous.checkpoint) if previous else None,
+        config_file=str(stage.config_file), overrides=tuple(sets), compression_rate=compression_rate,
+        **(launch_options or {}),
+    )
+    hostfile_digest = file_digests([spec.hostfile])[0] if spec.hostfile else None
     inputs = {
         "trainer_version": TRAINER_VERSION,
         "stage": stage.stage,
@@ -119,18 +114,10 @@ def plan_stage_run(
         "init_from": previous.data_version if previous else None,
         "config": file_digests([stage.config_file]),
         "overrides": sets,
-        "max_steps": launcher.max_steps,
-        "processes": [launcher.num_gpus, launcher.num_nodes, hostfile_digest, launcher.cpu_processes],
+        "max_steps": spec.max_steps,
+        "processes": [spec.num_gpus, spec.num_nodes, hostfile_digest, spec.cpu_processes],
     }
     fingerprint = run_fingerprint(inputs)
-    directory = stage_dir(artifacts_root, compression_rate, stage.stage)
     run_dir = directory / RUNS_DIR / fingerprint
-    spec = LaunchSpec(
-        stage=stage.stage, data=(str(data),), output_dir=str(run_dir),
-        init_from=str(previous.checkpoint) if previous else None, config_file=str(stage.config_file),
-        overrides=tuple(sets), compression_rate=compression_rate, max_steps=launcher.max_steps,
-        resume=launcher.resume, num_gpus=launcher.num_gpus, num_nodes=launcher.num_nodes,
-        hostfile=launcher.hostfile, cpu_processes=launcher.cpu_processes, master_port=launcher.master_port,
-        relay_every=launcher.relay_every, echo=launcher.echo,
-    )
-    return StageRunPlan(spec=spec, stage_dir=directory, run_dir=run_dir, fingerprint=fingerprint, inputs=inputs)
+    return StageRunPlan(spec=dataclasses.replace(spec, output_dir=str(run_dir)), stage_dir=directory,
+                        run_dir=run_dir, fingerprint=fingerprint, inputs=inputs)

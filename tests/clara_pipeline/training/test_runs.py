@@ -14,7 +14,7 @@ from clara_pipeline.training.runs import (
     run_fingerprint,
     stage_dir,
 )
-from clara_pipeline.training.stages import STAGES, LauncherSettings, plan_stage_run, stage_code_version
+from clara_pipeline.training.stages import STAGES, plan_stage_run, stage_code_version
 
 
 def make_checkpoint(path, rate=32, weights=b"w1"):
@@ -78,7 +78,7 @@ def datasets(tmp_path):
 
 def plan(stage, tmp_path, datasets, previous=None, **kwargs):
     settings = dict(compression_rate=32, base_model="tiny", overrides=["train.micro_batch_size=2"],
-                    launcher=LauncherSettings(max_steps=20))
+                    launch_options={"max_steps": 20})
     settings.update(kwargs)
     return plan_stage_run(STAGES[stage], artifacts_root=tmp_path, datasets_dir=datasets, previous=previous,
                           **settings)
@@ -97,15 +97,15 @@ def test_the_same_work_plans_the_same_run_folder(tmp_path, datasets):
         plan("pretrain", tmp_path, datasets, compression_rate=16),
         plan("pretrain", tmp_path, datasets, base_model="Qwen/Qwen3-4B-Instruct-2507"),
         plan("pretrain", tmp_path, datasets, overrides=[]),
-        plan("pretrain", tmp_path, datasets, launcher=LauncherSettings(max_steps=21)),
-        plan("pretrain", tmp_path, datasets, launcher=LauncherSettings(max_steps=20, cpu_processes=2)),
+        plan("pretrain", tmp_path, datasets, launch_options={"max_steps": 21}),
+        plan("pretrain", tmp_path, datasets, launch_options={"max_steps": 20, "cpu_processes": 2}),
     ]
     assert len({p.fingerprint for p in others} | {first.fingerprint}) == 6
     (datasets / "pretrain.jsonl").write_text('{"question": "changed"}\n')
     assert plan("pretrain", tmp_path, datasets).fingerprint != first.fingerprint
     # relaying and resuming do not change what is computed
-    assert plan("pretrain", tmp_path, datasets, launcher=LauncherSettings(max_steps=20, relay_every=1,
-                                                                         resume=False)).run_dir.name == \
+    assert plan("pretrain", tmp_path, datasets, launch_options={"max_steps": 20, "relay_every": 1,
+                                                                "resume": False}).run_dir.name == \
         plan("pretrain", tmp_path, datasets).fingerprint
 
 
