@@ -1,12 +1,17 @@
-"""Evaluation metrics: answer quality (EM, token F1, cover-EM) and retrieval (recall@k, precision@k).
+"""Evaluation metrics: answer quality (EM, token F1, cover-EM), retrieval (recall@k, precision@k), and the
+predictions that are no answer at all (empty or degenerate).
 
 Answers are compared after SQuAD normalisation (lowercase, no punctuation, no articles, single spaces; "True" /
 "False" read as yes / no). Every metric takes the best score over all gold aliases; the paper's numbers compare
 with the first gold answer only, which `score_answers(..., first_gold_only=True)` reproduces.
+
+An empty or degenerate prediction scores 0 like a wrong answer; `flag_predictions` tells them apart, so that a
+model that writes nothing (or "la la la") is not mistaken for one that answers badly.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 import string
 from collections import Counter
@@ -16,6 +21,18 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
 _BOOLEANS = {"True": "yes", "False": "no"}
 _CLOSED_ANSWERS = {"yes", "no", "noanswer"}
+# One unit (a character, a word, a phrase) three or more times in a row, making up the whole text.
+_REPEATED_UNIT = re.compile(r"(.+?)(?:\s*\1){2,}", re.DOTALL)
+MIN_ROWS_FOR_SAME_ANSWER = 5  # below this, one answer for most rows can be chance
+
+
+class PredictionFlag(str, enum.Enum):
+    """Why a prediction is no answer. EMPTY is counted apart; the others are "degenerate"."""
+
+    EMPTY = "empty"  # nothing but whitespace
+    NO_WORDS = "no_words"  # only punctuation and articles: nothing is left after normalisation (".", "the")
+    REPEATED = "repeated"  # one unit 3+ times in a row, the whole text: "aaaa", "la la la", "Paris Paris Paris"
+    SAME_FOR_MOST = "same_for_most"  # the same normalised answer for more than half of >= 5 questions
 
 
 def normalize_answer(text: str) -> str:
@@ -64,6 +81,44 @@ def score_answers(
         "cover_em": sum(cover_exact_match(p, g) for p, g in zip(predictions, rows)) / n,
         "n": float(n),
     }
+
+
+def flag_predictions(predictions: Sequence[str]) -> list[PredictionFlag | None]:
+    """Return, for each prediction, why it is no answer (a `PredictionFlag`), or None for a real attempt.
+
+    Checked in this order, the first that applies wins:
+    - EMPTY: nothing but whitespace.
+    - NO_WORDS: nothing left after `normalize_answer` (only punctuation and articles: ".", "!!!!", "the the").
+    - REPEATED: after collapsing whitespace, the whole text is one unit repeated at least 3 times ("aaa",
+      "la la la", "Paris Paris Paris", "的的的"); a text without letters ("111", "10 10 10") is not flagged,
+      since numbers can repeat digits legitimately.
+    - SAME_FOR_MOST: with at least `MIN_ROWS_FOR_SAME_ANSWER` predictions, a normalised answer that more than
+      half of them give: every prediction with it is flagged, right or wrong (the model ignores the question).
+      On yes/no questions a model answering the majority class everywhere is flagged too, which is intended.
+    """
+    flags: list[PredictionFlag | None] = []
+    for prediction in predictions:
+        text = " ".join(prediction.split())
+        if not text:
+            flags.append(PredictionFlag.EMPTY)
+        elif not normalize_answer(text):
+            flags.append(PredictionFlag.NO_WORDS)
+        elif any(ch.isalpha() for ch in text) and _REPEATED_UNIT.fullmatch(text):
+            flags.append(PredictionFlag.REPEATED)
+        else:
+            flags.append(None)
+    if len(predictions) >= MIN_ROWS_FOR_SAME_ANSWER:
+        counts = Counter(normalize_answer(p) for p, flag in zip(predictions, flags) if flag is None)
+        common = {answer for answer, n in counts.items() if n > len(predictions) / 2}
+        flags = [PredictionFlag.SAME_FOR_MOST if flag is None and normalize_answer(p) in common else flag
+                 for p, flag in zip(predictions, flags)]
+    return flags
+
+
+def count_flags(flags: Sequence[PredictionFlag | None]) -> tuple[int, int]:
+    """Return (empty, degenerate): how many flags are EMPTY, and how many are one of the other kinds."""
+    empty = sum(flag is PredictionFlag.EMPTY for flag in flags)
+    return empty, sum(flag is not None for flag in flags) - empty
 
 
 def recall_at_k(selected: Sequence[int], positives: Sequence[int], k: int) -> float:

@@ -26,6 +26,7 @@ from .ingest.service import cache_key, load_extracted
 from .ingest.sources import plan_partitions, scan_folder
 from .llm.tasks import CAPTION
 from .settings import Settings, ensure_dagster_home
+from .training.watch import TrainingWatcher
 
 # Failures are summarised in one line per document below; the full logs stay in the run (UI, --verbose).
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -113,9 +114,11 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           + ("" if training.echo_trainer_output else "; the trainer's log: <run folder>/train.log"), file=out)
     started = time.perf_counter()
     ops = {asset.key.to_user_string(): {"config": {"max_steps": max_steps}} for asset in training_assets}
-    result = defs.resolve_job_def("train_all_stages").execute_in_process(
-        instance=instance, partition_key=rate, raise_on_error=False, tags=tags,
-        run_config={**(run_config or {}), "ops": ops})
+    # A line per stage as it starts and a progress line every few steps, read from the run folders as they grow.
+    with TrainingWatcher(defs.resources["artifacts"].store().root, rate, out=out):
+        result = defs.resolve_job_def("train_all_stages").execute_in_process(
+            instance=instance, partition_key=rate, raise_on_error=False, tags=tags,
+            run_config={**(run_config or {}), "ops": ops})
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         print(f"  {event.asset_key.to_user_string():<22} {meta.get('steps')} steps, loss {_num(meta.get('first_loss'))}"

@@ -1,5 +1,6 @@
 """`clara_evaluation`: the stage-2 and stage-3 checkpoints of one compression rate on the held-out questions,
-next to the untrained model and full-text RAG (clara_model.evaluate does the work)."""
+next to the untrained model, full-text RAG and closed book (clara_model.evaluate does the work), and its
+`predictions_not_empty` check."""
 
 import json
 
@@ -11,7 +12,7 @@ from ..training.stages import STAGES
 from .resources import ArtifactStoreResource
 from .training import GPU_POOL, compression_rates
 
-EVALUATION_CODE_VERSION = "evaluation-v1"
+EVALUATION_CODE_VERSION = "evaluation-v2"  # v2: closed book, empty/degenerate counts, question tokens
 
 
 class EvaluationConfig(dg.Config):
@@ -32,9 +33,14 @@ class EvaluationConfig(dg.Config):
     pool=GPU_POOL,
     code_version=EVALUATION_CODE_VERSION,
     kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec(
+        "predictions_not_empty", asset="clara_evaluation",
+        description="Every system wrote something for at least one question: a system whose predictions are all "
+                    "empty scores 0 without having answered (a warning; its count is in the table's empty column).")],
     description="EM, F1 and cover-EM on the held-out questions for the stage-2 and stage-3 checkpoints, recall@1/3/5 "
-                "for stage 3, next to the untrained model and full-text RAG, with the prompt and decoder tokens "
-                "each used (evaluation/rate-<r>/report.json).",
+                "for stage 3, next to the untrained model, full-text RAG and closed book; empty and degenerate "
+                "predictions per system; the question, decoder and encoder tokens each used "
+                "(evaluation/rate-<r>/report.json).",
 )
 def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig,
                      artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
@@ -69,20 +75,40 @@ def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
         )
         write_json_atomic(path, {**report.to_dict(), "inputs": inputs})
         reused = False
+    empty = report.all_empty_systems()
+    if empty:
+        context.log.warning(f"clara_evaluation[{rate}]: every prediction of {', '.join(empty)} is empty: "
+                            "those scores measure nothing")
+    return dg.MaterializeResult(metadata=report_metadata(report, path, reused),
+                                data_version=dg.DataVersion(run_fingerprint(inputs)),
+                                check_results=[predictions_not_empty_result(report)])
+
+
+def report_metadata(report, path, reused: bool) -> dict:
+    """The asset's metadata: the table, the report's path, and per system `<system>/<metric>` values."""
     metadata: dict = {"results": dg.MetadataValue.md(report.markdown_table()),
-                      "report": dg.MetadataValue.path(str(path)), "reused": reused}
+                      "report": dg.MetadataValue.path(str(path)), "reused": reused,
+                      "rows": report.settings["instruct_rows"], "e2e_rows": report.settings["e2e_rows"]}
     for name, result in report.results.items():
-        metadata[f"{name}/em"] = result.em
-        metadata[f"{name}/f1"] = result.f1
-        metadata[f"{name}/cover_em"] = result.cover_em
-        metadata[f"{name}/prompt_tokens"] = result.prompt_tokens
-        metadata[f"{name}/decoder_tokens"] = result.decoder_tokens
-        for key, value in (result.recall or {}).items():
-            if key.startswith("recall@"):
-                metadata[f"{name}/{key}"] = value
-    metadata["rows"] = report.settings["instruct_rows"]
-    metadata["e2e_rows"] = report.settings["e2e_rows"]
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(run_fingerprint(inputs)))
+        values = {"em": result.em, "f1": result.f1, "cover_em": result.cover_em,
+                  "empty_predictions": result.empty_predictions,
+                  "degenerate_predictions": result.degenerate_predictions,
+                  "prompt_tokens": result.prompt_tokens, "decoder_tokens": result.decoder_tokens,
+                  **{k: v for k, v in (result.recall or {}).items() if k.startswith("recall@")}}
+        metadata.update({f"{name}/{key}": value for key, value in values.items() if value is not None})
+    return metadata
+
+
+def predictions_not_empty_result(report) -> dg.AssetCheckResult:
+    """The `predictions_not_empty` check: no system's predictions are all empty (a warning, not a gate)."""
+    empty = report.all_empty_systems()
+    return dg.AssetCheckResult(
+        check_name="predictions_not_empty", passed=not empty, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"details": (f"every prediction of {', '.join(empty)} is empty" if empty
+                              else "every system wrote something"),
+                  "systems_all_empty": len(empty), "expected": 0,
+                  "empty_predictions": dg.MetadataValue.json(
+                      {name: f"{r.empty_predictions}/{r.rows}" for name, r in report.results.items()})})
 
 
 evaluation_job = dg.define_asset_job(

@@ -6,6 +6,8 @@
 
 What it does, in order:
 
+0. checks the inputs, and announces the DeepSpeed C++ op a CPU job builds on its first run (about a minute,
+   cached in TORCH_EXTENSIONS_DIR; see ops.py), or refuses to start when the compiler it needs is missing;
 1. builds the trainer command: `python -m clara_model.train ...` for one CPU process; `python -m
    deepspeed.launcher.runner [--hostfile H] [--num_nodes N] --num_gpus G --module clara_model.train ...` when
    GPUs, a hostfile or several processes are asked for (on CPU DeepSpeed runs G processes over gloo);
@@ -20,7 +22,7 @@ What it does, in order:
    written next to the checkpoint), checkpoint path and size, the command; data version = the checkpoint's
    digest. A trainer that fails makes the launcher exit 1 with the trainer's last stderr lines.
 
-Imports only the standard library, dagster-pipes and Pillow (for the plot): no torch, no dagster.
+Imports only the standard library, dagster-pipes and matplotlib (for the plot): no torch, no dagster.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 
 from ..storage import write_bytes_atomic, write_json_atomic
 from .metrics import MetricsTail, ProgressRelay, format_progress, read_metrics
+from .ops import missing_build_tools, pending_op_build
 from .plots import loss_curve_png, png_markdown
 from .runs import (
     FAILURE_FILE,
@@ -399,13 +402,26 @@ def collect_result(spec: LaunchSpec, run: TrainerRun) -> LaunchResult:
     metadata = {k: v for k, v in metadata.items() if v is not None}
     markdown, paths = {}, {"checkpoint": str(final), "run_dir": str(output), "metrics": str(output / METRICS_FILE)}
     if losses:
-        png = loss_curve_png([s for s, _ in losses], [v for _, v in losses],
-                             title=f"{spec.stage} loss" + (f" (rate {spec.compression_rate})"
-                                                           if spec.compression_rate else ""))
+        recall = [(r["step"], r["recall@1"]) for r in records if isinstance(r.get("recall@1"), (int, float))]
+        png = loss_curve_png([s for s, _ in losses], [v for _, v in losses], loss_label=_loss_label(records),
+                             recall=recall,
+                             title=f"stage {spec.stage}: training loss" + (f" at compression rate {spec.compression_rate}"
+                                                                           if spec.compression_rate else ""))
         write_bytes_atomic(output / LOSS_CURVE_FILE, png)
         markdown["loss_curve"] = png_markdown(png, f"{spec.stage} loss curve")
         paths["loss_curve_png"] = str(output / LOSS_CURVE_FILE)
     return LaunchResult(metadata=metadata, markdown=markdown, paths=paths, data_version=checkpoint_digest(final))
+
+
+def _loss_label(records: Sequence[dict[str, Any]]) -> str:
+    """What the trainer's `loss` adds up for this run: the answer's cross-entropy, plus the weighted MSE
+    (stage 1) or the retrieval term (stage 3) when they were on."""
+    numbers = [r for r in records if all(isinstance(r.get(k), (int, float)) for k in ("loss", "ce"))]
+    if any(isinstance(r.get("retrieval_loss"), (int, float)) for r in records):
+        return "loss = cross-entropy + retrieval term"
+    if any(abs(r["loss"] - r["ce"]) > 1e-6 * max(1.0, abs(r["ce"])) for r in numbers):
+        return "loss = cross-entropy + weighted MSE"  # the only other term (stage.mse_weight)
+    return "loss (cross-entropy)"
 
 
 def read_report(run_dir: str | Path) -> LaunchResult | None:
@@ -443,10 +459,13 @@ def launch(spec: LaunchSpec, reporter: Reporter, *, python: str = sys.executable
     clear_failure(output)
     try:
         _check_inputs(spec)
+        notices = _check_op_build(spec)
         command = build_command(spec, python)
-        write_json_atomic(output / LAUNCH_FILE, {"spec": spec.to_dict(), "command": command,
+        write_json_atomic(output / LAUNCH_FILE, {"spec": spec.to_dict(), "command": command, "notices": notices,
                                                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         reporter.info(f"launching stage {spec.stage}: {shlex.join(command)}")
+        for notice in notices:
+            reporter.info(notice)
         run = run_trainer(spec, command, reporter, grace_s=grace_s)
         result = collect_result(spec, run)
         write_json_atomic(output / REPORT_FILE, asdict(result))
@@ -454,6 +473,23 @@ def launch(spec: LaunchSpec, reporter: Reporter, *, python: str = sys.executable
     except LaunchError as error:
         write_bytes_atomic(output / FAILURE_FILE, (str(error) + "\n").encode("utf-8"))
         raise
+
+
+def _check_op_build(spec: LaunchSpec) -> list[str]:
+    """Return the notice of a DeepSpeed op the trainer will build first (none when it is cached or not needed).
+
+    Raises:
+        LaunchError: when the build is needed and the compiler or ninja is missing (DeepSpeed would fail later, in
+            every rank, with a long traceback).
+    """
+    build = pending_op_build(spec.num_gpus)
+    if build is None:
+        return []
+    missing = missing_build_tools()
+    if missing:
+        raise LaunchError(f"training on CPU needs DeepSpeed's {build.name} C++ op, built once into {build.directory}, "
+                          f"and this machine lacks {' and '.join(missing)}")
+    return [build.notice]
 
 
 def _check_inputs(spec: LaunchSpec) -> None:

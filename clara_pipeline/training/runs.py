@@ -41,6 +41,7 @@ LAUNCH_FILE = "launch.json"
 FAILURE_FILE = "launch_failed.txt"
 REPORT_FILE = "report.json"  # what the launcher reported for a finished run (LaunchResult)
 TRAIN_LOG_FILE = "train.log"  # everything the trainer printed, every launch of the run appended
+CONFIG_FILE = "train_config.json"  # the trainer's resolved config, written before its first step
 
 
 def stage_dir(artifacts_root: str | Path, compression_rate: int | str, stage: str) -> Path:

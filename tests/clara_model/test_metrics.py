@@ -1,9 +1,12 @@
 import pytest
 
 from clara_model.metrics import (
+    PredictionFlag,
+    count_flags,
     cover_exact_match,
     exact_match,
     f1_score,
+    flag_predictions,
     normalize_answer,
     precision_at_k,
     recall_at_k,
@@ -58,3 +61,22 @@ def test_score_retrieval_skips_rows_without_positives():
     result = score_retrieval([[0, 1, 2], [2, 1, 0], [0, 1, 2]], [[0], [0], []], ks=(1, 3))
     assert result == {"n": 2.0, "recall@1": 0.5, "precision@1": 0.5, "recall@3": 1.0, "precision@3": 1 / 3}
     assert score_retrieval([[0]], [[]]) == {"n": 0.0}
+
+
+def test_empty_and_degenerate_predictions_are_flagged():
+    predictions = ["", "   ", ".", "the the the", "!!!!", "la la la", "Paris Paris Paris", "的的的", "Paris",
+                   "Paris Paris", "111", "10 10 10", "Jake Phelps"]
+    assert flag_predictions(predictions) == [
+        PredictionFlag.EMPTY, PredictionFlag.EMPTY, PredictionFlag.NO_WORDS, PredictionFlag.NO_WORDS,
+        PredictionFlag.NO_WORDS, PredictionFlag.REPEATED, PredictionFlag.REPEATED, PredictionFlag.REPEATED,
+        None, None, None, None, None]
+    assert count_flags(flag_predictions(predictions)) == (2, 6)
+
+
+def test_one_answer_to_most_questions_is_degenerate_from_five_rows():
+    same = ["Paris.", "paris", "Paris", "Berlin", "Rome"]  # 3 of 5 normalise to "paris"
+    assert flag_predictions(same) == [PredictionFlag.SAME_FOR_MOST] * 3 + [None, None]
+    assert flag_predictions(same[:4]) == [None] * 4  # 4 rows: too few to tell
+    assert flag_predictions(["Paris", "Paris", "Rome", "Oslo", "Bonn", "Lima"]) == [None] * 6  # half is not most
+    # empties do not make the rest "most": 3 empty, 2 "Paris" of 5
+    assert flag_predictions(["", "", "", "Paris", "Paris"]) == [PredictionFlag.EMPTY] * 3 + [None, None]

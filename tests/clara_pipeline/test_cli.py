@@ -57,12 +57,22 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
         assert (tmp_path / "out" / "datasets" / name).stat().st_size > 0
 
     (raw / "broken.pdf").unlink()
+    from clara_pipeline.training.ops import pending_op_build
+
+    op_build = pending_op_build(0)  # DeepSpeed's C++ op, when this machine has not built it yet
     second = clara("run", "--compression-rate", "64", "--max-steps", "3", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "11 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
     assert "end_to_end_dataset   rows" in second.stdout
     # ... then the three stages at one compression rate, and the evaluation
     assert "training at compression rate 64: base model tiny, 3 steps per stage" in second.stdout
+    # while each stage trains: a line when it starts, then its steps as they finish (the first and the last of 3)
+    for stage in ("pretrain", "instruct", "e2e"):
+        assert f"training {stage} at rate 64: 3 steps on CPU, 1 process" in second.stdout
+        assert f"  {stage:<8} step 1/3  loss " in second.stdout and f"  {stage:<8} step 3/3  loss " in second.stdout
+    assert "ETA" in second.stdout and "tok/s" in second.stdout
+    assert second.stdout.index("  e2e      step 3/3") < second.stdout.index("clara_stage1_pretrain ")
+    assert (op_build is not None) == ("building DeepSpeed's deepspeed_shm_comm C++ op once" in second.stdout)
     for stage in ("pretrain", "instruct", "e2e"):
         (checkpoint,) = (tmp_path / "out" / "training" / "rate-64" / stage / "runs").glob("*/final")
         assert str(checkpoint) in second.stdout and (checkpoint / "config.json").exists()

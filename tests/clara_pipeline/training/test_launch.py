@@ -2,6 +2,7 @@
 the process-group handling (with a scripted child process standing in for a rank that spawns its own worker)."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,42 @@ def test_standalone_command_line_reports_a_bad_setting_without_a_traceback(tmp_p
                              "--data", "x.jsonl", "--output", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "init_from: stage instruct starts from the previous stage's checkpoint" in result.stderr
+
+
+# -- the DeepSpeed op a CPU job builds on its first run -------------------------------------------------------------
+
+
+def test_the_cpu_op_build_is_announced_until_it_is_in_the_extensions_cache(tmp_path):
+    from clara_pipeline.training.ops import CPU_OP, pending_op_build
+
+    env = {"TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    build = pending_op_build(0, env)
+    assert build.directory == tmp_path / CPU_OP
+    assert build.notice == f"building DeepSpeed's {CPU_OP} C++ op once (about a minute; cached in {tmp_path})"
+    assert pending_op_build(8, env) is None  # DeepSpeed's CUDA accelerator builds nothing for this trainer
+    build.directory.mkdir()
+    (build.directory / f"{CPU_OP}.so").write_bytes(b"")
+    assert pending_op_build(0, env) is None
+
+
+def test_the_default_extensions_cache_is_torchs(tmp_path):
+    from clara_pipeline.training.ops import extensions_root
+
+    root = extensions_root({"XDG_CACHE_HOME": str(tmp_path)})
+    assert root.parent == tmp_path / "torch_extensions"
+    # py311_cpu for the CPU wheel, py311_cu128 for a CUDA build (torch names the folder by its build, not the GPU)
+    assert re.fullmatch(f"py{sys.version_info.major}{sys.version_info.minor}_(cpu|cu[0-9]+|rocm[0-9]+)", root.name)
+
+
+def test_launch_without_a_compiler_refuses_before_starting_the_trainer(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no c++, no ninja
+    monkeypatch.delenv("CXX", raising=False)
+    data = tmp_path / "data.jsonl"
+    data.write_text("{}\n")
+    reporter, lines, _ = collecting_reporter()
+    with pytest.raises(LaunchError, match=r"deepspeed_shm_comm C\+\+ op, built once into .*extensions.* lacks "
+                                          r"a C\+\+ compiler \('c\+\+' is not on PATH; install g\+\+ or set CXX\) "
+                                          r"and ninja"):
+        launch(spec(output_dir=str(tmp_path / "run"), data=(str(data),)), reporter)
+    assert not (tmp_path / "run" / "train.log").exists() and lines == []

@@ -1,4 +1,4 @@
-"""Loss curves as PNG."""
+"""Loss curves as PNG, drawn with matplotlib."""
 
 import base64
 import io
@@ -6,18 +6,31 @@ import io
 import pytest
 from PIL import Image
 
-from clara_pipeline.training.plots import WIDTH, HEIGHT, _ticks, loss_curve_png, moving_average, png_markdown
+from clara_pipeline.training.plots import HEIGHT, WIDTH, loss_curve_png, moving_average, png_markdown
 
-BLUE = (31, 119, 180)
+BLUE, GREEN = (31, 119, 180), (44, 160, 44)  # the loss line, the recall@1 line
+
+
+def colour_pixels(png: bytes, colour) -> int:
+    image = Image.open(io.BytesIO(png))
+    return sum(1 for p in image.convert("RGB").get_flattened_data() if p == colour)
 
 
 def test_loss_curve_is_a_png_with_the_curve_drawn():
     png = loss_curve_png(list(range(1, 31)), [5.0 / s for s in range(1, 31)], title="pretrain loss")
     image = Image.open(io.BytesIO(png))
+    image.verify()  # a valid PNG, not just its magic bytes
+    image = Image.open(io.BytesIO(png))
     assert image.format == "PNG" and image.size == (WIDTH, HEIGHT)
-    pixels = list(image.convert("RGB").get_flattened_data())
-    assert sum(1 for p in pixels if p == BLUE) > 200  # the loss line is there
-    assert len(png) < 60_000  # small enough to embed in event metadata
+    assert colour_pixels(png, BLUE) > 200  # the loss line is there
+    assert colour_pixels(png, GREEN) == 0  # no recall axis without recall points
+    assert 10_000 < len(png) < 80_000  # axes, labels and legend drawn; small enough to embed in event metadata
+
+
+def test_recall_goes_on_a_second_axis():
+    steps = list(range(1, 21))
+    png = loss_curve_png(steps, [3.0 - s / 10 for s in steps], recall=[(s, s / 20) for s in steps])
+    assert colour_pixels(png, BLUE) > 100 and colour_pixels(png, GREEN) > 50
 
 
 def test_a_single_point_and_a_flat_line_still_plot():
@@ -38,7 +51,5 @@ def test_markdown_embeds_the_png():
     assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == b"\x89PNGabc"
 
 
-def test_ticks_are_round_and_inside_the_range():
-    assert _ticks(0.0, 10.0) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-    assert _ticks(2.31, 2.79) == pytest.approx([2.4, 2.5, 2.6, 2.7])
+def test_moving_average_is_trailing():
     assert moving_average([1.0, 2.0, 3.0, 4.0], window=2) == [1.0, 1.5, 2.5, 3.5]

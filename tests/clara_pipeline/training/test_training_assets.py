@@ -158,12 +158,21 @@ def test_evaluation_reports_a_table_against_the_baselines(trained):
     assert result is not None and result.success
     meta = metadata_of(result, "clara_evaluation").metadata
     table = meta["results"].value
-    for title in ("stage-2 CLaRa", "stage-3 CLaRa", "untrained", "full-text RAG"):
-        assert title in table
+    for system in ("stage2", "stage3", "untrained_docs", "untrained_retrieval", "full_text_rag", "closed_book"):
+        assert f"| {system} " in table
     report = json.loads((artifacts / "evaluation" / "rate-32" / "report.json").read_text())
     assert report["systems"]["stage3"]["rows"] == 2
     assert set(report["systems"]["stage3"]["recall"]) >= {"recall@1", "recall@3", "recall@5"}
-    assert meta["full_text_rag/prompt_tokens"].value > meta["stage2/prompt_tokens"].value
+    # the same question for every system; what the decoder reads differs
+    assert meta["full_text_rag/prompt_tokens"].value == meta["stage2/prompt_tokens"].value
+    assert meta["full_text_rag/decoder_tokens"].value > meta["stage2/decoder_tokens"].value > \
+        meta["closed_book/decoder_tokens"].value
+    # empty predictions are counted, and a system that wrote nothing at all fails the (warning) check
+    (check,) = result.get_asset_check_evaluations()
+    all_empty = [name for name, r in report["systems"].items() if r["empty_predictions"] == r["rows"]]
+    assert (check.check_name, check.severity, check.passed) == \
+        ("predictions_not_empty", dg.AssetCheckSeverity.WARN, not all_empty)
+    assert check.metadata["systems_all_empty"].value == len(all_empty)
 
 
 def test_evaluating_the_same_checkpoints_again_reuses_the_report(trained):
