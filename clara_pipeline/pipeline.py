@@ -83,6 +83,8 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
         else:
             failures += 1
             print(f"  FAILED      {key}: {failure_reason(result)}", file=out)
+        if print_failed_checks(result, out, indent="              ") and result.success:
+            failures += 1  # a failed ERROR check that does not block the run still fails the document
     print(f"{len(keys) - failures}/{len(keys)} documents ingested in {time.perf_counter() - started:.1f} s"
           + (f"; {failures} failed (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
     if failures == len(keys):
@@ -91,7 +93,7 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
     started = time.perf_counter()
     result = defs.resolve_job_def("synthesize_datasets").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
-    if not result.success:
+    if print_failed_checks(result, out) or not result.success:
         print(f"synthesis FAILED: {failure_reason(result)}", file=out)
         return 1
     for event in result.get_asset_materialization_events():
@@ -125,7 +127,7 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
               f" -> {_num(meta.get('final_loss'))}, {_num(meta.get('tokens_per_s'))} tok/s"
               + (" (up to date: checkpoint reused)" if meta.get("reused") else f", {_num(meta.get('train_wall_s'))} s")
               + f"\n  {'':<22} {meta.get('checkpoint')}", file=out)
-    if not result.success:
+    if print_failed_checks(result, out) or not result.success:
         print(f"training FAILED: {failure_reason(result)}", file=out)
         return False
     print(f"training done in {time.perf_counter() - started:.1f} s", file=out)
@@ -143,10 +145,11 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           + (" (up to date: report reused)" if meta.get("reused") and meta["reused"].value else "")
           + f":\n{meta['results'].value}\n"
           f"report: {meta['report'].value}", file=out)
+    errors = print_failed_checks(result, out)
     if training.base_model == "tiny":
         print("(the tiny model is random-initialised and trains for minutes: these scores test the pipeline, not "
               "CLaRa; set CLARA_BASE_MODEL and train on GPUs for real ones)", file=out)
-    return True
+    return not errors
 
 
 def _num(value) -> str:
@@ -182,14 +185,40 @@ def _document_up_to_date(defs: dg.Definitions, key: str) -> bool:
     return not captions["failures"] and actual == expected
 
 
+def print_failed_checks(result, out, *, indent: str = "  ") -> int:
+    """Print a line per failed asset check of a run, warnings included; return how many have ERROR severity.
+
+    Line: `check <asset>[<partition>] <check_name> (<severity>): <summary>` (no brackets when unpartitioned).
+    """
+    errors = 0
+    for check in result.get_asset_check_evaluations():
+        if check.passed:
+            continue
+        errors += check.severity is dg.AssetCheckSeverity.ERROR
+        partition = check.partition or result.dagster_run.tags.get("dagster/partition")
+        print(f"{indent}check {check.asset_key.to_user_string()}{f'[{partition}]' if partition else ''} "
+              f"{check.check_name} ({check.severity.value}): {check_summary(check)}", file=out)
+    return errors
+
+
+def check_summary(check) -> str:
+    """One line about a check evaluation: its details (or first problem), else its description, else its
+    first few metadata values."""
+    details = check.metadata.get("first_problems") or check.metadata.get("details")
+    if details is not None and str(details.value).strip():
+        return str(details.value).strip().splitlines()[0].lstrip("- ")
+    if check.description:
+        return check.description
+    values = [f"{key} {value.value}" for key, value in check.metadata.items()
+              if isinstance(value.value, (str, int, float, bool))]
+    return ", ".join(values[:4]) or "no details"
+
+
 def failure_reason(result) -> str:
-    """One line: the first failed check (with its first problem), else the first failed step's message."""
-    for event in result.all_events:
-        if event.event_type is dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
-            check = event.event_specific_data
-            details = check.metadata.get("first_problems") or check.metadata.get("details")
-            first = str(details.value).strip().splitlines()[0].lstrip("- ") if details is not None else ""
-            return f"check {check.check_name} of {check.asset_key.to_user_string()} failed" + (f": {first}" if first else "")
+    """One line: the first failed ERROR check (with its first problem), else the first failed step's message."""
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity is dg.AssetCheckSeverity.ERROR:
+            return f"check {check.check_name} of {check.asset_key.to_user_string()} failed: {check_summary(check)}"
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data

@@ -80,8 +80,8 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
         assert "INFO clara_model.train: done: 3 steps" in (checkpoint.parent / "train.log").read_text()
     assert "clara_model.train" not in second.stderr
     assert "clara_stage3_e2e       3 steps" in second.stdout
-    assert "| stage-3 CLaRa (retrieves top-k of N) |" in second.stdout
-    assert "| full-text RAG (k docs as text) |" in second.stdout
+    for system in ("stage3", "full_text_rag", "closed_book"):
+        assert f"| {system} " in second.stdout
     assert (tmp_path / "out" / "evaluation" / "rate-64" / "report.json").exists()
 
     # the runs are in the instance, where the UI will show them
@@ -96,6 +96,20 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
         assert {r.tags["clara/launched_by"] for r in ingest + synthesis + training} == {"clara run"}
         assert training[0].tags["dagster/partition"] == "64"
         assert instance.get_materialized_partitions(dg.AssetKey("clara_stage3_e2e")) == {"64"}
+        # every failed check of every run, warnings included, was printed in one line, and nothing else was
+        failed = []
+        for run in ingest + synthesis + training + evaluation:
+            for record in instance.get_records_for_run(
+                    run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+                check = record.event_log_entry.dagster_event.event_specific_data
+                if not check.passed:
+                    partition = check.partition or run.tags.get("dagster/partition")
+                    failed.append(f"check {check.asset_key.to_user_string()}{f'[{partition}]' if partition else ''} "
+                                  f"{check.check_name} ({check.severity.value}): ")
+    printed = [line.strip() for line in (first.stdout + second.stdout).splitlines() if line.strip().startswith("check ")]
+    assert len(printed) == len(failed), (printed, failed)
+    for prefix in failed:
+        assert any(line.startswith(prefix) for line in printed), (prefix, printed)
 
 
 def test_run_explains_a_corpus_too_small_for_the_datasets(tmp_path):
