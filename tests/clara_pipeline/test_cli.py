@@ -106,7 +106,8 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
                     partition = check.partition or run.tags.get("dagster/partition")
                     failed.append(f"check {check.asset_key.to_user_string()}{f'[{partition}]' if partition else ''} "
                                   f"{check.check_name} ({check.severity.value}): ")
-    printed = [line.strip() for line in (first.stdout + second.stdout).splitlines() if line.strip().startswith("check ")]
+    lines = [line.strip() for line in (first.stdout + second.stdout).splitlines()]
+    printed = [line for line in lines if line.startswith("check ")]
     assert len(printed) == len(failed), (printed, failed)
     for prefix in failed:
         assert any(line.startswith(prefix) for line in printed), (prefix, printed)
