@@ -41,23 +41,20 @@ from transformers import AutoTokenizer
 from clara_model.adapters import add_adapters, adapter_names, adapter_state_dict, load_adapter_state_dict, lora_config
 from clara_model.base import load_base_model
 from clara_model.config import Adapter, AdapterInit, ClaraConfig, StageConfig
+from clara_model.contract import CHECKPOINT_CONFIG_FILE as CONFIG_FILE
+from clara_model.contract import OPTIMIZER_TENSORS_FILE, OPTIMIZER_TREE_FILE, PROGRESS_FILE, RANKS_DIR
 from clara_model.modeling import ClaraModel
 from clara_model.tokens import SpecialTokens, special_tokens_of
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 ADAPTERS_DIR = "adapters"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"  # PEFT's file names, so PEFT can load an adapter directory
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens.safetensors"
 SPECIAL_TOKENS_KEY = "weight"
 TOKENIZER_DIR = "tokenizer"
-PROGRESS_FILE = "progress.json"
-OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
-OPTIMIZER_TREE_FILE = "optimizer.json"
-RANKS_DIR = "ranks"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,16 @@ from clara_model.base import BaseModelUnavailableError
 from clara_model.checkpoint import PROGRESS_FILE, TrainingProgress, load_checkpoint, save_checkpoint
 from clara_model.collate import build_collator
 from clara_model.config import ClaraConfig, Stage
+from clara_model.contract import (
+    FINAL_DIR,
+    METRICS_FILE,
+    RESUME_DIR,
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,
+    TRAIN_CONFIG_FILE,
+    TRAINER_ERROR_PREFIX,
+    TrainerArgs,
+)
 from clara_model.data import DataError
 from clara_model.modeling import ClaraModel
 from clara_model.training import distributed as dist_utils
@@ -75,7 +85,7 @@ from clara_model.training.config import (
     resume_mismatches,
 )
 from clara_model.training.dataset import CollateWithIndices, IndexedRows, read_training_data
-from clara_model.training.report import METRICS_FILE, TENSORBOARD_DIR, TrainingReport, truncate_metrics
+from clara_model.training.report import TrainingReport, truncate_metrics
 from clara_model.training.report import write_json_atomic
 from clara_model.training.resume import capture_rank_state, prune, restore_rank_state, resume_checkpoints
 from clara_model.training.resume import step_dir
@@ -83,10 +93,6 @@ from clara_model.training.sampler import RankBatches, epoch_order
 from clara_model.training.step import RECALL_KS, STAT_FIELDS, build_engine, train_step, trainable_digest
 
 logger = logging.getLogger("clara_model.train")
-
-FINAL_DIR = "final"
-CONFIG_FILE = "train_config.json"
-SUMMARY_FILE = "summary.json"
 
 
 # -- the recipe --------------------------------------------------------------------------------------------------
@@ -157,7 +163,7 @@ class StageRecipe:
                     self.plan.warmup_steps, cfg.hp.batch.global_batch_size, cfg.hp.batch.micro_batch_size,
                     cfg.accumulation, cfg.world_size, "bf16" if bf16 else "fp32")
         if self.is_main:
-            write_json_atomic(cfg.output / CONFIG_FILE, {**self.resolved, "resumed_from_step": self.resumed_from})
+            write_json_atomic(cfg.output / TRAIN_CONFIG_FILE, {**self.resolved, "resumed_from_step": self.resumed_from})
             kept = truncate_metrics(cfg.output / METRICS_FILE, self.position.step)
             if kept != self.position.step:
                 logger.warning("%s holds %d steps up to step %d", METRICS_FILE, kept, self.position.step)
@@ -169,7 +175,7 @@ class StageRecipe:
         (output / SUMMARY_FILE).unlink(missing_ok=True)  # present only once this run has finished
         if not self.cfg.resume:
             removed = []
-            for name in ("resume", FINAL_DIR, TENSORBOARD_DIR, METRICS_FILE, CONFIG_FILE):
+            for name in (RESUME_DIR, FINAL_DIR, TENSORBOARD_DIR, METRICS_FILE, TRAIN_CONFIG_FILE):
                 path = output / name
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -397,29 +403,21 @@ def _seed_everything(seed: int) -> None:
 # -- command line ------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainerArgs, int | None]:
+    """Return the trainer's arguments (clara_model.contract.TrainerArgs) and DeepSpeed's --local_rank."""
     parser = argparse.ArgumentParser(
         prog="python -m clara_model.train",
         description="Train one CLaRa stage with DeepSpeed (standalone, or under deepspeed / torchrun).",
     )
-    parser.add_argument("--stage", required=True, choices=[s.value for s in Stage])
-    parser.add_argument("--data", required=True, action="append", metavar="FILE", help="JSONL rows (repeatable)")
-    parser.add_argument("--output", required=True, metavar="DIR")
-    parser.add_argument("--init-from", metavar="CKPT_DIR", help="the previous stage's DIR/final (stages 2 and 3)")
-    parser.add_argument("--config", metavar="FILE.yaml", help="hyperparameters (see clara_model/configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, dotted for nesting: --set optim.lr=2e-4")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="same as --set train.max_steps=N")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start over: delete what an earlier run left in DIR instead of resuming it")
+    TrainerArgs.add_arguments(parser)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    return TrainerArgs.from_namespace(args), args.local_rank
 
 
-def build_config(args: argparse.Namespace, world_size: int) -> TrainConfig:
+def build_config(args: TrainerArgs, world_size: int) -> TrainConfig:
     return resolve(args.stage, data=args.data, output=args.output, init_from=args.init_from, config_file=args.config,
-                   overrides=args.overrides, max_steps=args.max_steps, resume=not args.no_resume,
-                   world_size=world_size)
+                   overrides=args.overrides, max_steps=args.max_steps, resume=args.resume, world_size=world_size)
 
 
 def main(cfg: TrainConfig, ranks: dist_utils.Ranks | None = None) -> dict[str, Any]:
@@ -435,8 +433,8 @@ def main(cfg: TrainConfig, ranks: dist_utils.Ranks | None = None) -> dict[str, A
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 only once final/ and summary.json are written)."""
-    args = parse_args(argv)
-    ranks = dist_utils.launch_environment(args.local_rank)
+    args, local_rank = parse_args(argv)
+    ranks = dist_utils.launch_environment(local_rank)
     _setup_logging(ranks, "info")
     try:
         cfg = build_config(args, ranks.world_size)
@@ -461,7 +459,7 @@ def _one_line(error: BaseException) -> str:
 
 def _fail(ranks: dist_utils.Ranks, reason: str) -> None:
     where = f"[rank {ranks.rank}] " if ranks.world_size > 1 else ""
-    print(f"clara_model.train: error: {where}{reason}", file=sys.stderr, flush=True)
+    print(f"{TRAINER_ERROR_PREFIX} {where}{reason}", file=sys.stderr, flush=True)
 
 
 def _setup_logging(ranks: dist_utils.Ranks, level: str) -> None:

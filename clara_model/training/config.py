@@ -30,8 +30,8 @@ from typing import Any
 import yaml
 
 from clara_model.config import TINY_BASE_MODEL, ClaraConfig, ModelConfig, Stage, StageConfig
+from clara_model.contract import TRAINER_VERSION
 
-TRAINER_VERSION = "1"  # bump when a change to the trainer changes what a given config and data produce
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("cosine", "constant")
 LOG_LEVELS = ("debug", "info", "warning")

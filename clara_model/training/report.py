@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clara_model.contract import METRICS_FILE, TENSORBOARD_DIR
+
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
 _NOT_SCALARS = {"step", "epoch"}
 
 

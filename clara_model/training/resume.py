@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-RESUME_DIR = "resume"
+from clara_model.contract import RESUME_DIR
+
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 # The ZeRO optimizer state_dict entries that resume needs. Left out: the loss scaler object (fp16 only, refused
 # by the trainer) and the parameter slice mappings (used by DeepSpeed's universal checkpoints only).

@@ -15,12 +15,15 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 from dagster._core.errors import DagsterPipesExecutionError  # not exported by `dagster` in 1.13
 
-from ..training.launch import EXTRAS_KEY, LaunchResult, read_report
+from clara_model.contract import METRICS_FILE
+
+from ..training.launch import EXTRAS_KEY, RUN_OPTIONS, LaunchResult, launch_settings, read_report
 from ..training.metrics import loss_fell, read_metrics
 from ..training.probe import probe_checkpoint
-from ..training.runs import METRICS_FILE, CurrentRun, publish_run, read_failure, stage_dir
+from ..training.runs import CurrentRun, publish_run, read_failure, stage_dir
 from ..training.stages import (
     COMPRESSION_RATES,
     STAGES,
@@ -68,22 +71,29 @@ class TrainingSettings(dg.ConfigurableResource):
         return self.python or sys.executable
 
 
-class TrainStageConfig(dg.Config):
-    """Operational knobs of one training run (the Launchpad's config for a stage)."""
-
-    max_steps: int = 30  # a quick CPU run; 0 trains for the stage config's epochs
-    num_gpus: int = 0  # GPUs per node; 0 trains on CPU
-    num_nodes: int = 0  # 0: every node of the hostfile (this machine alone without one)
-    hostfile: str = ""  # DeepSpeed hostfile for multi-node runs (`worker-0 slots=8` per line)
-    cpu_processes: int = 1  # on CPU: 1 plain process, 2+ DeepSpeed ranks over gloo
-    overrides: list[str] = []  # `key=value`, passed to the trainer as --set (e.g. "optim.lr=5e-5")
-    resume: bool = True  # resume an interrupted run of the same work from its last checkpoint
-    master_port: int = 0  # 0: DeepSpeed's default; set when two jobs share a machine
-    relay_every: int = 10  # relay one metrics line in this many steps
-
+class _StageRunConfig(dg.Config):
     def launch_options(self) -> dict:
         """The LaunchSpec fields this config sets (everything but `overrides`, which join the stage's --set)."""
-        return {**self.model_dump(exclude={"overrides"}), "hostfile": self.hostfile or None}
+        options = self.model_dump(exclude={"overrides"})
+        return {**options, "hostfile": options["hostfile"] or None}
+
+
+# The Launchpad's config of a stage run: LaunchSpec's RUN_OPTIONS (types, defaults, help: their one home is
+# clara_pipeline.training.launch.spec), with a quick CPU run as the default length, plus the run's own overrides.
+TrainStageConfig = pydantic.create_model(
+    "TrainStageConfig",
+    __base__=_StageRunConfig,
+    __module__=__name__,
+    __doc__="Operational knobs of one training run (the Launchpad's config for a stage).",
+    **{
+        **{name: (kind, pydantic.Field(default, description=text))
+           for name, (kind, default, text) in launch_settings(RUN_OPTIONS).items()},
+        "max_steps": (int, pydantic.Field(30, description="optimizer steps (a quick CPU run); 0 trains for the "
+                                                          "stage config's epochs")),
+        "overrides": (list[str], pydantic.Field([], description="`key=value`, passed to the trainer as --set "
+                                                                '(e.g. "optim.lr=5e-5")')),
+    },
+)
 
 
 def training_resources() -> dict[str, dg.ConfigurableResource | dg.PipesSubprocessClient]:

@@ -14,7 +14,7 @@ processes, and the trainer version. A re-launch of the same work (after a crash 
 lands in the same folder and the trainer resumes from its last `resume/` checkpoint; new data or settings start
 a fresh folder, and the previous good checkpoint stays in place until the new one is complete.
 
-Pure stdlib: the launcher imports this without torch.
+Pure stdlib (and the torch-free clara_model.contract): the launcher imports this without torch.
 """
 
 from __future__ import annotations
@@ -28,20 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clara_model.contract import BOOKKEEPING, CHECKPOINT_CONFIG_FILE, FINAL_DIR
+
 from ..storage import sha256_file, write_json_atomic
 
+# What the trainer writes in a run folder (metrics.jsonl, final/, summary.json, ...) is named in
+# clara_model.contract; these are the pipeline's own files.
 FINGERPRINT_CHARS = 16
 CURRENT_FILE = "current.json"
 RUNS_DIR = "runs"
-FINAL_DIR = "final"  # the trainer's exported checkpoint, DIR/final
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 LAUNCH_FILE = "launch.json"
 FAILURE_FILE = "launch_failed.txt"
 REPORT_FILE = "report.json"  # what the launcher reported for a finished run (LaunchResult)
 TRAIN_LOG_FILE = "train.log"  # everything the trainer printed, every launch of the run appended
-CONFIG_FILE = "train_config.json"  # the trainer's resolved config, written before its first step
 
 
 def stage_dir(artifacts_root: str | Path, compression_rate: int | str, stage: str) -> Path:
@@ -69,10 +69,9 @@ def file_digests(paths: Iterable[str | Path]) -> list[str]:
     return digests
 
 
-# Training bookkeeping a checkpoint may carry next to the model (clara_model.checkpoint): where training stood and
+# BOOKKEEPING: what a checkpoint may carry next to the model (clara_model.checkpoint): where training stood and
 # the optimizer's state. Not part of the model, so not part of its digest: a run that resumes at its last step
 # exports the same model with its own progress.json.
-BOOKKEEPING = ("progress.json", "optimizer.safetensors", "optimizer.json", "ranks")
 
 
 def checkpoint_digest(directory: str | Path) -> str:
@@ -146,7 +145,7 @@ def publish_run(directory: str | Path, run_dir: str | Path, data_version: str) -
 
 def read_init_compression_rate(checkpoint: str | Path) -> int | None:
     """Return the compression rate recorded in a checkpoint's config.json (None when it records none)."""
-    path = Path(checkpoint) / "config.json"
+    path = Path(checkpoint) / CHECKPOINT_CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{checkpoint}: not a checkpoint (no config.json)")
     meta = json.loads(path.read_text(encoding="utf-8"))

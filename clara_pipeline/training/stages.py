@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clara_model.contract import TRAINER_VERSION  # torch-free: loading the Dagster definitions loads no torch
+
 from .launch import LaunchSpec
 from .runs import RUNS_DIR, CurrentRun, file_digests, run_fingerprint, stage_dir
 
-# The trainer's version (clara_model.training.config.TRAINER_VERSION, bumped when a given config and data would
-# train differently). Repeated here because importing clara_model loads torch, which loading the Dagster
-# definitions should not; tests/clara_pipeline/training/test_runs.py keeps the two equal.
-TRAINER_VERSION = "1"
 COMPRESSION_RATES = ("4", "16", "32", "64", "128")
-# The stage configs the trainer ships (clara_model/configs/<stage>.yaml), located without importing clara_model.
+# The stage configs the trainer ships (clara_model/configs/<stage>.yaml).
 CONFIG_DIR = Path(importlib.util.find_spec("clara_model").origin).parent / "configs"
 
 

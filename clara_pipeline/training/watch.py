@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from clara_model.contract import METRICS_FILE, TRAIN_CONFIG_FILE
+
 from .metrics import MetricsTail
-from .runs import CONFIG_FILE, LAUNCH_FILE, METRICS_FILE, RUNS_DIR, stage_dir
+from .runs import LAUNCH_FILE, RUNS_DIR, TRAIN_LOG_FILE, stage_dir
 
 
 @dataclass
@@ -113,11 +115,11 @@ class TrainingWatcher:
                            tail=MetricsTail(run_dir / METRICS_FILE))
         self._watched[watched.stage] = watched
         steps = f"{watched.total} steps" if watched.total else "the stage config's epochs"
-        gpus, nodes = spec.get("num_gpus", 0), spec.get("num_nodes", 0)
+        gpus, nodes, processes = spec.get("num_gpus", 0), spec.get("num_nodes", 0), spec.get("cpu_processes", 1)
         where = (f"{gpus} GPU{'s' if gpus > 1 else ''} per node" + (f" x {nodes} nodes" if nodes > 1 else "")
-                 if gpus else f"CPU, {spec.get('cpu_processes', 1)} process{'es' if spec.get('cpu_processes', 1) > 1 else ''}")
+                 if gpus else f"CPU, {processes} process{'es' if processes > 1 else ''}")
         self._say(f"training {watched.stage} at rate {self.rate}: {steps} on {where} "
-                  f"(log: {run_dir / 'train.log'})")
+                  f"(log: {run_dir / TRAIN_LOG_FILE})")
         for notice in launch.get("notices", []):
             self._say(f"  {notice}")
 
@@ -170,7 +172,7 @@ def format_step_line(record: dict[str, Any], total: int | None) -> str:
 
 def _read_config(run_dir: Path, newer_than_ns: int) -> dict[str, Any] | None:
     """The trainer's train_config.json when this launch wrote it (None before that: absent or an earlier one's)."""
-    path = run_dir / CONFIG_FILE
+    path = run_dir / TRAIN_CONFIG_FILE
     try:
         if path.stat().st_mtime_ns < newer_than_ns:
             return None

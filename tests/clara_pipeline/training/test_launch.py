@@ -20,6 +20,7 @@ from clara_pipeline.training.launch import (
     collect_result,
     launch,
     run_trainer,
+    trainer_arguments,
     trainer_environment,
 )
 
@@ -268,3 +269,54 @@ def test_launch_without_a_compiler_refuses_before_starting_the_trainer(tmp_path,
                                           r"and ninja"):
         launch(spec(output_dir=str(tmp_path / "run"), data=(str(data),)), reporter)
     assert not (tmp_path / "run" / "train.log").exists() and lines == []
+
+
+# -- one home for the launch settings -------------------------------------------------------------------------------
+
+
+def test_the_trainer_command_line_round_trips_through_the_trainers_parser():
+    from clara_model.train import parse_args
+
+    original = spec(stage="e2e", init_from="runs/x/final", data=("a.jsonl", "b.jsonl"), config_file="c.yaml",
+                    overrides=("optim.lr=1e-4",), resume=False)
+    args, local_rank = parse_args(trainer_arguments(original))
+    assert args == original.trainer_args() and local_rank is None
+    assert (args.stage, args.data, args.output, args.init_from, args.config, args.max_steps, args.resume) == (
+        "e2e", ("a.jsonl", "b.jsonl"), "out/run", "runs/x/final", "c.yaml", 30, False)
+
+
+def test_the_standalone_options_are_the_trainers_and_the_launch_settings():
+    import argparse
+
+    from clara_model.contract import TrainerArgs
+    from clara_pipeline.training.launch.spec import add_launch_arguments, spec_from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_launch_arguments(parser)
+    flags = {option for action in parser._actions for option in action.option_strings}
+    trainer = argparse.ArgumentParser()
+    TrainerArgs.add_arguments(trainer)
+    assert {o for a in trainer._actions for o in a.option_strings} <= flags
+    assert {"--compression-rate", "--num-gpus", "--num-nodes", "--hostfile", "--cpu-processes", "--master-port",
+            "--relay-every"} <= flags
+    args = parser.parse_args(["--stage", "pretrain", "--data", "d/pretrain.jsonl", "--output", "out/run",
+                              "--compression-rate", "32", "--max-steps", "30", "--num-gpus", "2", "--no-resume"])
+    assert spec_from_arguments(args) == spec(num_gpus=2, resume=False)
+    assert spec_from_arguments(parser.parse_args(["--stage", "pretrain", "--data", "x", "--output", "o"])) == \
+        LaunchSpec(stage="pretrain", data=("x",), output_dir="o")  # every default is LaunchSpec's
+
+
+def test_the_launchpad_config_is_generated_from_the_launch_settings():
+    from clara_pipeline.defs.training import TrainStageConfig
+    from clara_pipeline.training.launch import RUN_OPTIONS, launch_settings
+
+    fields = TrainStageConfig.model_fields
+    assert set(fields) == {*RUN_OPTIONS, "overrides"}
+    for name, (kind, default, text) in launch_settings().items():
+        assert fields[name].description == text or name == "max_steps"
+        assert fields[name].default == default or (name, fields[name].default) == ("max_steps", 30)
+    config = TrainStageConfig(num_gpus=8, hostfile="", overrides=["optim.lr=1e-4"])
+    options = config.launch_options()
+    assert options == {"max_steps": 30, "num_gpus": 8, "num_nodes": 0, "hostfile": None, "cpu_processes": 1,
+                       "resume": True, "master_port": 0, "relay_every": 10}
+    assert LaunchSpec(stage="pretrain", data=("d",), output_dir="o", **options).num_gpus == 8

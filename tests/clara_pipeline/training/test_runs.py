@@ -139,9 +139,22 @@ def test_code_version_follows_the_stage_config(monkeypatch, tmp_path):
     assert stage_code_version(STAGES["instruct"]) != before["instruct"]
 
 
-def test_the_pipeline_knows_the_trainers_version_and_configs():
+def test_the_pipeline_takes_the_trainers_version_stages_and_configs_from_the_contract():
+    from clara_model import contract
     from clara_model.training.config import TRAINER_VERSION as trainer_version
     from clara_pipeline.training.stages import CONFIG_DIR, TRAINER_VERSION
 
-    assert TRAINER_VERSION == trainer_version  # bump both together
-    assert sorted(p.name for p in CONFIG_DIR.glob("*.yaml")) == ["e2e.yaml", "instruct.yaml", "pretrain.yaml"]
+    assert TRAINER_VERSION is contract.TRAINER_VERSION and trainer_version is contract.TRAINER_VERSION
+    assert tuple(STAGES) == contract.STAGES
+    assert sorted(p.name for p in CONFIG_DIR.glob("*.yaml")) == [f"{stage}.yaml" for stage in sorted(contract.STAGES)]
+
+
+def test_the_contract_and_the_launcher_load_without_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys, clara_model.contract, clara_pipeline.training.launch, clara_pipeline.training.stages, "
+             "clara_pipeline.training.watch; print(sorted(m for m in ('torch', 'deepspeed', 'transformers', 'dagster') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
