@@ -105,20 +105,28 @@ class ClaraModel(nn.Module):
             ValueError: when the stage hands an adapter off from a checkpoint; use `load_checkpoint` for that.
             BaseModelUnavailableError: when the base model cannot be loaded.
         """
-        init = config.stage.adapter_init
-        handed_off = sorted(a.value for a, how in init.items() if how is AdapterInit.FROM_CHECKPOINT)
-        if handed_off:
-            raise ValueError(
-                f"stage {config.stage.stage.value} takes {handed_off} from the previous stage's checkpoint: "
-                "use clara_model.load_checkpoint(path, next_stage=...)"
-            )
+        _refuse_hand_off(config)
         spec = config.model
         base = load_base_model(
             spec.base_model, device=device, dtype=dtype, attn_implementation=spec.attn_implementation, seed=spec.seed
         )
-        tokenizer = load_tokenizer(spec.base_model)
-        tokens = add_special_tokens(tokenizer, spec.n_mem)
-        add_adapters(base, config.stage.adapters, spec.lora)
+        return cls.from_base(base, load_tokenizer(spec.base_model), config)
+
+    @classmethod
+    def from_base(
+        cls, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ClaraConfig
+    ) -> ClaraModel:
+        """Build a model around a base LM already in memory (e.g. one built from a `Qwen3Config`), as
+        `from_config` does after loading it: CLaRa's tokens added to `tokenizer`, every adapter fresh.
+
+        `config.model.base_model` is only recorded; `base` is frozen except for the stage's adapters.
+
+        Raises:
+            ValueError: when the stage hands an adapter off from a checkpoint.
+        """
+        _refuse_hand_off(config)
+        tokens = add_special_tokens(tokenizer, config.model.n_mem)
+        add_adapters(base, config.stage.adapters, config.model.lora)
         if config.stage.adapter_init.get(Adapter.QUERY_REASONER) is AdapterInit.COPY_OF_ENCODER:
             copy_adapter(base, Adapter.ENCODER, Adapter.QUERY_REASONER)
         return cls(base, tokenizer, config, tokens)
@@ -291,6 +299,15 @@ class ClaraModel(nn.Module):
                 inputs_embeds=embeds, attention_mask=attention_mask, generation_config=generation_config
             )
         return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+
+
+def _refuse_hand_off(config: ClaraConfig) -> None:
+    handed_off = sorted(a.value for a, how in config.stage.adapter_init.items() if how is AdapterInit.FROM_CHECKPOINT)
+    if handed_off:
+        raise ValueError(
+            f"stage {config.stage.stage.value} takes {handed_off} from the previous stage's checkpoint: "
+            "use clara_model.load_checkpoint(path, next_stage=...)"
+        )
 
 
 @contextlib.contextmanager

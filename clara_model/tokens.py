@@ -9,9 +9,10 @@ the text and never a BOS: Qwen3 has none, and the original code crashed or silen
 
 Embedding rows: the new ids fall inside Qwen's padded vocabulary (151,936 rows for 151,669 tokens), so no resize
 is needed; when a tokenizer outgrows its matrix the matrix only ever grows (`resize_token_embeddings(len(tok))`
-would shrink Qwen's and hand the new tokens stale rows, reference §1.3). The rows start at the mean embedding of
-the real tokens. Their trained values live in `SpecialTokenEmbedding.weight`, a [S, H] parameter (S = n_mem + 2),
-instead of making the whole 151,936 x H matrix trainable behind a gradient mask (reference §2.3).
+would shrink Qwen's and hand the new tokens stale rows, reference §1.3). The rows start at a seeded draw from
+N(mean, covariance) of the real tokens' rows (see `new_rows_init`). Their trained values live in
+`SpecialTokenEmbedding.weight`, a [S, H] parameter (S = n_mem + 2), instead of making the whole 151,936 x H matrix
+trainable behind a gradient mask (reference §2.3).
 """
 
 from __future__ import annotations
@@ -122,10 +123,44 @@ def ensure_embedding_rows(model: PreTrainedModel, tokens: SpecialTokens) -> None
         model.resize_token_embeddings(needed, pad_to_multiple_of=64, mean_resizing=False)
 
 
+NEW_ROWS_SEED = 0  # the draw is part of the model: a checkpoint's tied output rows are re-drawn, identically, on load
+_CHUNK_ROWS = 16_384  # rows converted to fp32 at a time (160 MB at H = 2560)
+
+
 def mean_embedding(model: PreTrainedModel, tokens: SpecialTokens) -> torch.Tensor:
-    """Return the mean input embedding over the real tokens, those below the first new id. Shape [H]."""
-    weight = model.get_input_embeddings().weight
-    return weight[: min(tokens.new_ids)].detach().float().mean(dim=0)
+    """Return the mean input embedding over the real tokens, those below the first new id. Shape [H], fp32."""
+    weight = model.get_input_embeddings().weight.detach()
+    n = min(tokens.new_ids)
+    total = torch.zeros(weight.size(1), dtype=torch.float32, device=weight.device)
+    for start in range(0, n, _CHUNK_ROWS):
+        total += weight[start : min(n, start + _CHUNK_ROWS)].float().sum(dim=0)
+    return total / n
+
+
+def new_rows_init(model: PreTrainedModel, tokens: SpecialTokens, seed: int = NEW_ROWS_SEED) -> torch.Tensor:
+    """Return initial rows [S, H] (fp32) for the new tokens: independent draws from N(mu, Sigma), the mean and
+    covariance of the real tokens' rows (those below the first new id), from a generator seeded by `seed`.
+
+    This is transformers' `mean_resizing` with the full covariance: transformers scales Sigma by 1e-9, which
+    leaves every row at the mean. On a random-init base the mean of 151,669 rows has a norm ~1/390 of a real
+    row's, an RMS below RMSNorm's sqrt(eps): the first norm layer then divides by sqrt(eps) instead of the
+    row's RMS, and the row's gradient came out 50-500x the LoRA weights', setting the global clip alone. A draw
+    from N(mu, Sigma) has the real rows' expected squared norm, ||mu||^2 + tr(Sigma).
+
+    Sigma is never formed: with X the [n, H] centred real rows and z ~ N(0, I_n), z^T X / sqrt(n) has
+    covariance X^T X / n = Sigma exactly. That is O(n H S) instead of O(n H^2) plus a Cholesky of [H, H], and
+    needs no positive-definite Sigma (a tiny model has H > rank). z is drawn on the CPU, so the rows do not
+    depend on the device.
+    """
+    weight = model.get_input_embeddings().weight.detach()
+    n, s = min(tokens.new_ids), len(tokens.new_ids)
+    mean = mean_embedding(model, tokens)  # [H]
+    z = torch.randn(n, s, generator=torch.Generator().manual_seed(seed)).to(weight.device)  # [n, S]
+    noise = torch.zeros(s, weight.size(1), dtype=torch.float32, device=weight.device)  # [S, H]
+    for start in range(0, n, _CHUNK_ROWS):
+        stop = min(n, start + _CHUNK_ROWS)
+        noise += z[start:stop].T @ (weight[start:stop].float() - mean)  # [S, chunk] @ [chunk, H]
+    return mean + noise / n**0.5  # [S, H]
 
 
 class SpecialTokenEmbedding(nn.Module):
@@ -144,17 +179,17 @@ class SpecialTokenEmbedding(nn.Module):
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, tokens: SpecialTokens) -> SpecialTokenEmbedding:
-        """Build with every row at the mean embedding, and write the mean into the base rows too.
+        """Build with the rows of `new_rows_init`, and write the same rows into the base embedding too.
 
-        Writing the base rows matters for the tied LM head: their output side then starts at the mean as well,
-        not at whatever an unused padding row of the checkpoint held.
+        Writing the base rows matters for the tied LM head: its (frozen) output rows of the new tokens then
+        start equal to their input rows, as tying means, not at whatever an unused padding row of the
+        checkpoint held. An untied head is left alone.
         """
         ensure_embedding_rows(model, tokens)
         embedding = model.get_input_embeddings()
-        mean = mean_embedding(model, tokens)
+        init = new_rows_init(model, tokens).to(embedding.weight.dtype)  # [S, H]
         with torch.no_grad():
-            embedding.weight[list(tokens.new_ids)] = mean.to(embedding.weight.dtype)
-        init = mean.to(embedding.weight.dtype).expand(len(tokens.new_ids), -1)
+            embedding.weight[list(tokens.new_ids)] = init
         return cls(tokens, init).to(embedding.weight.device)
 
     def forward(self, input_ids: torch.Tensor, base: nn.Embedding) -> torch.Tensor:

@@ -8,6 +8,8 @@ from clara_model.tokens import (
     SpecialTokens,
     add_special_tokens,
     ensure_embedding_rows,
+    mean_embedding,
+    new_rows_init,
     special_tokens_of,
 )
 
@@ -39,16 +41,48 @@ def test_a_missing_token_is_an_error(qwen_tokenizer):
         special_tokens_of(qwen_tokenizer, 5)
 
 
-def test_vocabulary_never_shrinks_and_rows_start_at_the_mean(frozen_pretrain_model):
+def test_vocabulary_never_shrinks_and_new_rows_start_at_a_real_rows_norm(frozen_pretrain_model):
     base, tokens = frozen_pretrain_model.base, frozen_pretrain_model.tokens
     weight = base.get_input_embeddings().weight
     assert weight.shape[0] == QWEN3_VOCAB_ROWS  # resize_token_embeddings(len(tok)) would have made it 151,675
     assert base.get_output_embeddings().weight is weight  # still tied
-    mean = weight[:QWEN3_TOKENS].mean(dim=0)
-    torch.testing.assert_close(weight[list(tokens.new_ids)], mean.expand(len(tokens.new_ids), -1))
-    torch.testing.assert_close(frozen_pretrain_model.special_embedding.weight.detach(),
-                               mean.expand(len(tokens.new_ids), -1))
-    assert frozen_pretrain_model.special_embedding.weight.shape == (6, base.config.hidden_size)  # [n_mem + 2, H]
+    rows = frozen_pretrain_model.special_embedding.weight.detach()
+    assert rows.shape == (6, base.config.hidden_size)  # [n_mem + 2, H]
+    torch.testing.assert_close(weight[list(tokens.new_ids)], rows)  # the tied output rows start the same
+    torch.testing.assert_close(rows, new_rows_init(base, tokens))  # seeded: the same draw every time
+    # A real row's norm (the mean alone is ~sqrt(151,669) ~ 390x shorter); the squared norm of a draw is a sum of
+    # H = 64 terms, so a row lies within +-50% of the typical norm with overwhelming probability.
+    typical = weight[:QWEN3_TOKENS].float().pow(2).sum(dim=1).mean().sqrt()
+    assert mean_embedding(base, tokens).norm() < typical / 100
+    norms = rows.float().norm(dim=1) / typical
+    assert bool(((norms > 0.5) & (norms < 1.5)).all()), norms
+    assert len({tuple(row.tolist()) for row in rows}) == len(tokens.new_ids)  # distinct rows
+
+
+class _Rows(torch.nn.Module):
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding.from_pretrained(weight)
+
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.embedding
+
+
+def test_new_rows_are_drawn_from_the_mean_and_covariance_of_the_real_rows():
+    generator = torch.Generator().manual_seed(3)
+    n, draws = 5000, 4000
+    mixing = torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.3, 0.1]])  # an anisotropic covariance
+    real = torch.randn(n, 3, generator=generator) @ mixing + torch.tensor([1.0, -2.0, 0.5])
+    model = _Rows(torch.cat([real, torch.zeros(draws + 2, 3)]))
+    tokens = SpecialTokens(mem_ids=tuple(range(n, n + draws)), enc_id=n + draws, sep_id=n + draws + 1, eos_id=0,
+                           pad_id=0)
+    state = torch.random.get_rng_state()
+    rows = new_rows_init(model, tokens, seed=7)  # [draws + 2, 3]
+    assert torch.equal(torch.random.get_rng_state(), state)  # a generator of its own
+    torch.testing.assert_close(rows, new_rows_init(model, tokens, seed=7))
+    assert not torch.equal(rows, new_rows_init(model, tokens, seed=8))
+    torch.testing.assert_close(rows.mean(dim=0), real.mean(dim=0), atol=0.1, rtol=0)
+    torch.testing.assert_close(rows.T.cov(), real.T.cov(correction=0), atol=0.15, rtol=0.05)
 
 
 def test_embedding_grows_to_fit_a_larger_tokenizer_and_never_shrinks():
