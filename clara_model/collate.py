@@ -225,20 +225,14 @@ class E2ECollator:
 def build_collator(
     tokenizer: PreTrainedTokenizerBase, tokens: SpecialTokens, config: ClaraConfig, *, seed: int = 0
 ) -> PretrainCollator | InstructCollator | E2ECollator:
-    """Return the collator of `config`'s stage."""
-    model = config.model
+    """Return the collator of `config`'s stage (decoder sequences cut at `config.decoder_max_len`)."""
+    doc_max_length, max_len = config.model.doc_max_length, config.decoder_max_len
     if config.stage.stage is Stage.PRETRAIN:
-        return PretrainCollator(
-            tokenizer, tokens, doc_max_length=model.doc_max_length, max_len=model.max_len, seed=seed
-        )
+        return PretrainCollator(tokenizer, tokens, doc_max_length=doc_max_length, max_len=max_len, seed=seed)
     if config.stage.stage is Stage.INSTRUCT:
-        return InstructCollator(tokenizer, tokens, doc_max_length=model.doc_max_length, max_len=model.max_len)
+        return InstructCollator(tokenizer, tokens, doc_max_length=doc_max_length, max_len=max_len)
     return E2ECollator(
-        tokenizer,
-        tokens,
-        doc_max_length=model.doc_max_length,
-        max_len=model.max_len,
-        top_k=config.stage.generation_top_k,
+        tokenizer, tokens, doc_max_length=doc_max_length, max_len=max_len, top_k=config.stage.generation_top_k
     )
 
 

@@ -137,6 +137,7 @@ _STAGE_DEFAULTS: dict[Stage, dict[str, Any]] = {
         train_special_tokens=False,
         generation_top_k=5,
         mse_weight=0.0,
+        max_len=1024,  # the official stage-3 scripts' --max_len (stages 1 and 2: 2048, the model's)
     ),
 }
 
@@ -161,6 +162,9 @@ class StageConfig:
     topk_temperature: float = 0.02  # straight-through top-k softmax temperature (stage 3)
     retrieval_loss_weight: float = 0.0  # optional multi-positive InfoNCE on pos_index (stage 3 only)
     activation_checkpointing: bool = False
+    # Decoder tokens (prompt + answer) in this stage; None: model.max_len. A length, not an architecture: it
+    # changes no weight, so unlike the model section it may differ from the stage the weights come from.
+    max_len: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", Stage(self.stage))
@@ -185,6 +189,8 @@ class StageConfig:
             raise ValueError(f"topk_temperature must be > 0, got {self.topk_temperature}")
         if self.retrieval_loss_weight < 0:
             raise ValueError(f"retrieval_loss_weight must be >= 0, got {self.retrieval_loss_weight}")
+        if self.max_len is not None and self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1 (or None for the model's), got {self.max_len}")
 
         if self.stage is Stage.PRETRAIN:
             handed_off = sorted(a.value for a, how in init.items() if how is not AdapterInit.FRESH)
@@ -224,6 +230,11 @@ class ClaraConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     stage: StageConfig = field(default_factory=lambda: StageConfig.for_stage(Stage.PRETRAIN))
+
+    @property
+    def decoder_max_len(self) -> int:
+        """Decoder tokens (prompt + answer) at this stage: the stage's `max_len`, else the model's."""
+        return self.stage.max_len if self.stage.max_len is not None else self.model.max_len
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (enums as their values, sets as sorted lists)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from clara_model.config import Stage
 
-TRAINER_VERSION = "1"  # bump when a change to the trainer changes what a given config and data produce
+TRAINER_VERSION = "2"  # bump when a change to the trainer changes what a given config and data produce
 TRAINER_MODULE = "clara_model.train"
 TRAINER_ERROR_PREFIX = "clara_model.train: error:"  # the trainer's last stderr line when it fails: this, then why
 STAGES = tuple(stage.value for stage in Stage)  # "pretrain", "instruct", "e2e"

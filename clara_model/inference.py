@@ -137,7 +137,7 @@ def _generate(
         )
         for q, count in zip(questions, slots_per_row)
     ]
-    ids, mask, _ = encode_prompts(model.tokenizer, model.tokens, prompts, model.config.model.max_len)
+    ids, mask, _ = encode_prompts(model.tokenizer, model.tokens, prompts, model.config.decoder_max_len)
     slots = torch.tensor(slots_per_row, dtype=torch.long)
     texts = model.generate(ids.to(model.device), mask.to(model.device), memory, slots, max_new_tokens=max_new_tokens)
     return [text.strip() for text in texts]

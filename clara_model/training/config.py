@@ -4,7 +4,8 @@ A YAML config has up to seven sections, the same ones `train_config.json` record
 
     model:     the architecture (clara_model.config.ModelConfig; `lora` nested). Stages 2 and 3 take it from the
                --init-from checkpoint: a value there that differs from the checkpoint's is an error.
-    stage:     the stage's StageConfig fields (mse_weight, generation_top_k, topk_temperature, adapter_init, ...)
+    stage:     the stage's StageConfig fields (mse_weight, generation_top_k, topk_temperature, adapter_init, ...);
+               `stage.max_len` is this stage's decoder length (null: model.max_len; e2e: 1024, as officially)
     optim:     AdamW and gradient clipping
     schedule:  warmup, then cosine down to a floor or constant
     batch:     global batch (all ranks), micro batch (per rank); gradient accumulation is derived
@@ -36,7 +37,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("cosine", "constant")
 LOG_LEVELS = ("debug", "info", "warning")
 SECTIONS = ("model", "stage", "optim", "schedule", "batch", "train", "log")
-_OPTIONAL_INTS = {"train.max_steps", "batch.gradient_accumulation_steps"}  # null or an int
+_OPTIONAL_INTS = {"train.max_steps", "batch.gradient_accumulation_steps", "stage.max_len"}  # null or an int
 
 
 class ConfigError(ValueError):
@@ -287,9 +288,10 @@ def resolve(
         for key, value in _flatten(given.get("model", {}), "model.").items():
             saved = _lookup(checkpoint_model, key.split(".")[1:])
             if _normalise(value) != _normalise(saved):
+                hint = "; set stage.max_len for this stage's decoder length" if key == "model.max_len" else ""
                 raise ConfigError(
                     f"{key}={value!r} conflicts with the --init-from checkpoint's {saved!r}: the architecture of "
-                    f"stages 2 and 3 comes from {init_from}"
+                    f"stages 2 and 3 comes from {init_from}{hint}"
                 )
         given["model"] = {}
         tree["model"] = checkpoint_model

@@ -9,9 +9,11 @@ from clara_model.collate import (
     E2ECollator,
     InstructCollator,
     PretrainCollator,
+    build_collator,
     encode_documents,
     encode_prompts,
 )
+from clara_model.config import ClaraConfig, Stage, StageConfig
 from clara_model.data import PretrainRow, QuestionRow, RowKind
 from clara_model.prompts import ChatPrompt
 from clara_model.tokens import special_tokens_of
@@ -128,6 +130,14 @@ def test_e2e_batch_masks_candidates_and_positives(qwen_tokenizer, tokens):
     assert (batch.dec_ids == tokens.sep_id).sum(dim=1).tolist() == [2, 2]  # k slot groups, whatever N
     with pytest.raises(ValueError, match="fewer than top_k=3"):
         E2ECollator(qwen_tokenizer, tokens, doc_max_length=DOC_LEN, max_len=MAX_LEN, top_k=3)(rows)
+
+
+def test_build_collator_cuts_the_decoder_at_the_stages_length(qwen_tokenizer, tokens):
+    stage = StageConfig.for_stage(Stage.E2E, max_len=100)
+    collator = build_collator(qwen_tokenizer, tokens, ClaraConfig(model=SMALL_MODEL, stage=stage))
+    assert collator.max_len == 100 and SMALL_MODEL.max_len != 100
+    rows = [QuestionRow("q?", ("a", "b", "c", "d", "e"), "word " * 100, ("x",))]
+    assert collator(rows).dec_ids.shape[1] == 100  # the answer is cut to fit
 
 
 def test_collators_pickle_and_run_in_dataloader_workers(qwen_tokenizer, tokens, official_rows):

@@ -31,6 +31,7 @@ def test_paper_defaults_per_stage():
     assert e2e.adapter_init[Adapter.QUERY_REASONER] is AdapterInit.COPY_OF_ENCODER
     assert e2e.trainable_adapters == {Adapter.QUERY_REASONER, Adapter.DECODER}
     assert e2e.mse_weight == 0 and e2e.topk_temperature == 0.02
+    assert (pretrain.max_len, instruct.max_len, e2e.max_len) == (None, None, 1024)  # official --max_len 2048/2048/1024
     assert LoraSettings() == LoraSettings(r=16, alpha=32, dropout=0.1, target_modules="all-linear")
 
 
@@ -52,6 +53,7 @@ def test_paper_defaults_per_stage():
          "trainable_adapters"),
         (lambda: StageConfig.for_stage(Stage.INSTRUCT, retrieval_loss_weight=1.0), "retrieval_loss_weight"),
         (lambda: StageConfig.for_stage(Stage.E2E, topk_temperature=0.0), "topk_temperature"),
+        (lambda: StageConfig.for_stage(Stage.E2E, max_len=0), "max_len"),
         (lambda: StageConfig.for_stage(Stage.E2E, adapter_init={Adapter.ENCODER: "fresh", Adapter.DECODER: "fresh"}),
          "query_reasoner"),
     ],
@@ -82,6 +84,17 @@ def test_round_trip_through_json():
     assert data["stage"]["adapter_init"] == {"encoder": "checkpoint", "query_reasoner": "copy_of_encoder",
                                              "decoder": "checkpoint"}
     assert ClaraConfig.from_dict(data) == config
+
+
+def test_the_decoder_length_is_the_stages_else_the_models():
+    model = ModelConfig(base_model="tiny", max_len=2048)
+    assert ClaraConfig(model=model, stage=StageConfig.for_stage(Stage.INSTRUCT)).decoder_max_len == 2048
+    assert ClaraConfig(model=model, stage=StageConfig.for_stage(Stage.E2E)).decoder_max_len == 1024
+    assert ClaraConfig(model=model, stage=StageConfig.for_stage(Stage.E2E, max_len=None)).decoder_max_len == 2048
+    # a checkpoint written before stages had a max_len reads as the model's
+    data = ClaraConfig(model=model, stage=StageConfig.for_stage(Stage.E2E)).to_dict()
+    del data["stage"]["max_len"]
+    assert ClaraConfig.from_dict(data).decoder_max_len == 2048
 
 
 def test_strings_are_accepted_where_enums_are_expected():

@@ -141,6 +141,27 @@ def test_stages_2_and_3_take_the_model_from_the_checkpoint(tmp_path):
         resolve_stage("e2e", tmp_path, init_from=checkpoint, overrides=["model.base_model=Qwen/Qwen3-4B-Instruct-2507"])
 
 
+def test_stage_3_decoder_length_is_1024_unless_set_and_the_model_keeps_its_own(tmp_path):
+    checkpoint = fake_checkpoint(tmp_path, base_model="tiny", doc_max_length=64, compression_rate=16, max_len=2048)
+
+    def decoder_max_len(stage, *overrides):
+        hp = resolve_stage(stage, tmp_path, init_from=checkpoint, overrides=list(overrides)).hp
+        assert hp.model.max_len == 2048  # the checkpoint's architecture is untouched
+        return ClaraConfig(model=hp.model, stage=hp.stage).decoder_max_len
+
+    assert decoder_max_len("e2e") == 1024  # the official stage-3 --max_len
+    assert decoder_max_len("instruct") == 2048  # stage 2 keeps the model's
+    assert decoder_max_len("e2e", "stage.max_len=512") == 512
+    assert decoder_max_len("e2e", "stage.max_len=null") == 2048
+    assert decoder_max_len("instruct", "stage.max_len=700") == 700
+    with pytest.raises(ConfigError, match=r"model\.max_len=1024 conflicts.*set stage\.max_len"):
+        decoder_max_len("e2e", "model.max_len=1024")
+    with pytest.raises(ConfigError, match="stage.max_len must be an integer or null"):
+        decoder_max_len("e2e", "stage.max_len=long")
+    with pytest.raises(ConfigError, match="max_len must be >= 1"):
+        decoder_max_len("e2e", "stage.max_len=0")
+
+
 def test_a_missing_data_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.jsonl: no such data file"):
         resolve("pretrain", data=[tmp_path / "missing.jsonl"], output=tmp_path)
