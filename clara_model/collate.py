@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -105,11 +106,19 @@ def encode_prompts(
     return ids, mask, label_ids
 
 
+def paraphrase_template(seed: int, key: Sequence[int]) -> int:
+    """Return the index of the paraphrase template of the sample `key`, drawn from a generator seeded by
+    (seed, *key): uniform over the templates, and the same for the same seed and key in any process."""
+    return int(np.random.default_rng([seed, *key]).integers(len(PARAPHRASE_TEMPLATES)))
+
+
 class PretrainCollator:
     """Stage 1: QA and paraphrase rows, mixed freely; one document per row.
 
-    The paraphrase instruction is one of 13 templates, chosen from a hash of (seed, document) so that a given
-    run is reproducible and DataLoader workers agree.
+    The paraphrase instruction is one of 13 templates drawn per sample, as the original drew one at random each
+    time (reference §2.4), but from a generator seeded by (seed, the sample's key): the trainer's key is
+    (epoch, row index), so a row gets a new draw each epoch, a resumed run draws what the original drew, and
+    DataLoader workers agree. Called without keys (probes, benches), a sample's key is its document's CRC32.
     """
 
     def __init__(
@@ -125,20 +134,29 @@ class PretrainCollator:
         self.tokenizer, self.tokens = tokenizer, tokens
         self.doc_max_length, self.max_len, self.seed = doc_max_length, max_len, seed
 
-    def __call__(self, rows: Sequence[PretrainRow]) -> CompressionBatch:
+    def __call__(self, rows: Sequence[PretrainRow], keys: Sequence[Sequence[int]] | None = None) -> CompressionBatch:
+        """Return the batch of `rows`; `keys` (one tuple of ints per row) seed the paraphrase draws.
+
+        Raises:
+            ValueError: when `keys` has not one key per row.
+        """
         _check_rows(rows, PretrainRow)
-        prompts = [self._prompt(row) for row in rows]
+        if keys is None:
+            keys = [(zlib.crc32(row.doc.encode()),) for row in rows]
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} sample keys for {len(rows)} rows")
+        prompts = [self._prompt(row, key) for row, key in zip(rows, keys)]
         doc_ids, doc_mask = encode_documents(self.tokenizer, self.tokens, [r.doc for r in rows], self.doc_max_length)
         dec_ids, dec_mask, labels = encode_prompts(self.tokenizer, self.tokens, prompts, self.max_len)
         docs_per_row = torch.ones(len(rows), dtype=torch.long)
         return CompressionBatch(doc_ids, doc_mask, docs_per_row, dec_ids, dec_mask, labels)
 
-    def _prompt(self, row: PretrainRow) -> ChatPrompt:
+    def _prompt(self, row: PretrainRow, key: Sequence[int]) -> ChatPrompt:
         slots = self.tokens.slot_text()
         if row.kind is RowKind.QA:
             answer = format_qa_pairs(row.questions, row.answers)
             return build_prompt(self.tokenizer, PromptKind.PRETRAIN_QA, slots=slots, answer=answer)
-        template = zlib.crc32(f"{self.seed}\0{row.doc}".encode()) % len(PARAPHRASE_TEMPLATES)
+        template = paraphrase_template(self.seed, key)
         return build_prompt(
             self.tokenizer, PromptKind.PARAPHRASE, slots=slots, answer=row.answers[0], template_index=template
         )
@@ -154,7 +172,8 @@ class InstructCollator:
         self.tokenizer, self.tokens = tokenizer, tokens
         self.doc_max_length, self.max_len = doc_max_length, max_len
 
-    def __call__(self, rows: Sequence[QuestionRow]) -> CompressionBatch:
+    def __call__(self, rows: Sequence[QuestionRow], keys: Sequence[Sequence[int]] | None = None) -> CompressionBatch:
+        """Return the batch of `rows`; `keys` is accepted like PretrainCollator's and unused (nothing is drawn)."""
         _check_rows(rows, QuestionRow)
         prompts = [
             build_prompt(
@@ -194,7 +213,8 @@ class E2ECollator:
         self.tokenizer, self.tokens = tokenizer, tokens
         self.doc_max_length, self.max_len, self.top_k = doc_max_length, max_len, top_k
 
-    def __call__(self, rows: Sequence[QuestionRow]) -> RetrievalBatch:
+    def __call__(self, rows: Sequence[QuestionRow], keys: Sequence[Sequence[int]] | None = None) -> RetrievalBatch:
+        """Return the batch of `rows`; `keys` is accepted like PretrainCollator's and unused (nothing is drawn)."""
         _check_rows(rows, QuestionRow)
         for row in rows:
             if len(row.docs) < self.top_k:

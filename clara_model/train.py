@@ -257,13 +257,13 @@ class StageRecipe:
             _seed_everything(loop.seed + self.ranks.rank)  # dropout differs between ranks
         self.engine.train()
         dataset = IndexedRows(self.rows)
-        collate = CollateWithIndices(self.collator)
         run_start = time.perf_counter() - pos.elapsed_s
         while pos.step < plan.total_steps:
             order = epoch_order(plan.rows, pos.epoch, seed=loop.seed, global_batch=plan.global_batch_size,
                                 shuffle=loop.shuffle)
             sampler = RankBatches(order, pos.step_in_epoch, rank=self.ranks.rank, world_size=cfg.world_size,
                                   micro_batch=micro, accumulation=cfg.accumulation)
+            collate = CollateWithIndices(self.collator, epoch=pos.epoch)  # seeds per-sample draws by (epoch, row)
             # A generator of its own: a DataLoader draws its base seed from the global RNG otherwise, which would
             # shift every later dropout mask of a resumed run against the original.
             loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=loop.num_workers,

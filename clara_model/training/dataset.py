@@ -54,10 +54,16 @@ class IndexedRows(Dataset):
 
 
 class CollateWithIndices:
-    """A stage collator that also returns the indices of the rows it collated (picklable for workers)."""
+    """A stage collator that also returns the indices of the rows it collated (picklable for workers).
 
-    def __init__(self, collator: Any) -> None:
-        self.collator = collator
+    Each sample's key, (epoch, row index), seeds what the collator draws for it (the paraphrase template), so a
+    resumed run draws the same as an uninterrupted one. A row appears once per epoch, except in a dataset smaller
+    than one global batch, whose repeats share their draw.
+    """
+
+    def __init__(self, collator: Any, epoch: int = 0) -> None:
+        self.collator, self.epoch = collator, epoch
 
     def __call__(self, items: Sequence[tuple[int, Any]]) -> tuple[list[int], Any]:
-        return [i for i, _ in items], self.collator([row for _, row in items])
+        indices = [i for i, _ in items]
+        return indices, self.collator([row for _, row in items], keys=[(self.epoch, i) for i in indices])

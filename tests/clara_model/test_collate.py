@@ -12,10 +12,11 @@ from clara_model.collate import (
     build_collator,
     encode_documents,
     encode_prompts,
+    paraphrase_template,
 )
 from clara_model.config import ClaraConfig, Stage, StageConfig
 from clara_model.data import PretrainRow, QuestionRow, RowKind
-from clara_model.prompts import ChatPrompt
+from clara_model.prompts import PARAPHRASE_TEMPLATES, ChatPrompt
 from clara_model.tokens import special_tokens_of
 from tests.clara_model.conftest import SMALL_MODEL
 
@@ -95,18 +96,32 @@ def test_pretrain_batch_layout(qwen_tokenizer, tokens, official_rows):
     assert qwen_tokenizer.decode(batch.labels[1][batch.labels[1] != IGNORE_INDEX]) == "A brief text.<|im_end|>\n"
 
 
-def test_paraphrase_template_depends_on_seed_and_document_only(qwen_tokenizer, tokens):
-    docs = [f"Document number {i}." for i in range(12)]
-    rows = [PretrainRow(RowKind.PARAPHRASE, d, (), ("p",)) for d in docs]
+def test_paraphrase_template_is_drawn_per_sample_from_seed_and_key(qwen_tokenizer, tokens):
+    row = PretrainRow(RowKind.PARAPHRASE, "One document.", (), ("p",))
+    keys = [(epoch, 7) for epoch in range(12)]  # the same row in 12 epochs
 
-    def prompts(seed):
+    def templates(seed, keys=keys, rows=None):
         collator = PretrainCollator(qwen_tokenizer, tokens, doc_max_length=DOC_LEN, max_len=MAX_LEN, seed=seed)
-        batch = collator(rows)
-        return [qwen_tokenizer.decode(r[m.bool()]) for r, m in zip(batch.dec_ids, batch.dec_mask)]
+        batch = collator(rows or [row] * len(keys), keys=keys)
+        prompts = [qwen_tokenizer.decode(r[m.bool()]) for r, m in zip(batch.dec_ids, batch.dec_mask)]
+        return [next(i for i, t in enumerate(PARAPHRASE_TEMPLATES) if t.split("{docs}")[-1] in p) for p in prompts]
 
-    assert prompts(0) == prompts(0)
-    assert len(set(prompts(0))) > 1  # several templates in use
-    assert prompts(0) != prompts(1)
+    assert templates(0) == templates(0) == [paraphrase_template(0, key) for key in keys]  # reproducible
+    assert len(set(templates(0))) > 1  # one document, several samples, several templates
+    assert templates(0) != templates(1)  # the seed matters
+    assert templates(0, keys=keys[3:5]) == templates(0)[3:5]  # a sample's draw ignores its batch (resume)
+    # without keys: one template per document
+    docs = [PretrainRow(RowKind.PARAPHRASE, f"Document number {i}.", (), ("p",)) for i in range(12)]
+    collator = PretrainCollator(qwen_tokenizer, tokens, doc_max_length=DOC_LEN, max_len=MAX_LEN)
+    assert torch.equal(collator(docs).dec_ids, collator(docs).dec_ids)
+    with pytest.raises(ValueError, match="2 sample keys for 1 rows"):
+        collator(docs[:1], keys=[(0, 0), (0, 1)])
+
+
+def test_every_paraphrase_template_is_drawn_about_equally():
+    counts = torch.bincount(torch.tensor([paraphrase_template(42, (0, i)) for i in range(2600)]),
+                            minlength=len(PARAPHRASE_TEMPLATES))
+    assert counts.numel() == len(PARAPHRASE_TEMPLATES) and int(counts.min()) > 120  # 200 expected each
 
 
 def test_instruct_batch_has_one_slot_group_per_document(qwen_tokenizer, tokens):
