@@ -55,6 +55,7 @@ class CompressionBatch(_TensorBatch):
     dec_ids: torch.Tensor  # [B, Ld]
     dec_mask: torch.Tensor  # [B, Ld]
     labels: torch.Tensor  # [B, Ld], -100 on prompt and padding
+    label_index: torch.Tensor  # [T], label_positions(labels): computed here, so the model never has to ask the device
 
 
 @dataclass
@@ -71,6 +72,13 @@ class RetrievalBatch(_TensorBatch):
     dec_ids: torch.Tensor  # [B, Ld]
     dec_mask: torch.Tensor  # [B, Ld]
     labels: torch.Tensor  # [B, Ld]
+    label_index: torch.Tensor  # [T], label_positions(labels)
+
+
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Return the flat indices [T] into the [B, Ld - 1] grid of `labels[:, 1:]` that hold a label: the decoder
+    positions whose next token is an answer token (position t predicts token t + 1)."""
+    return (labels[:, 1:] != IGNORE_INDEX).flatten().nonzero().squeeze(1)
 
 
 def encode_documents(
@@ -149,7 +157,7 @@ class PretrainCollator:
         doc_ids, doc_mask = encode_documents(self.tokenizer, self.tokens, [r.doc for r in rows], self.doc_max_length)
         dec_ids, dec_mask, labels = encode_prompts(self.tokenizer, self.tokens, prompts, self.max_len)
         docs_per_row = torch.ones(len(rows), dtype=torch.long)
-        return CompressionBatch(doc_ids, doc_mask, docs_per_row, dec_ids, dec_mask, labels)
+        return CompressionBatch(doc_ids, doc_mask, docs_per_row, dec_ids, dec_mask, labels, label_positions(labels))
 
     def _prompt(self, row: PretrainRow, key: Sequence[int]) -> ChatPrompt:
         slots = self.tokens.slot_text()
@@ -189,7 +197,7 @@ class InstructCollator:
         doc_ids, doc_mask = encode_documents(self.tokenizer, self.tokens, docs, self.doc_max_length)
         dec_ids, dec_mask, labels = encode_prompts(self.tokenizer, self.tokens, prompts, self.max_len)
         docs_per_row = torch.tensor([len(row.docs) for row in rows], dtype=torch.long)
-        return CompressionBatch(doc_ids, doc_mask, docs_per_row, dec_ids, dec_mask, labels)
+        return CompressionBatch(doc_ids, doc_mask, docs_per_row, dec_ids, dec_mask, labels, label_positions(labels))
 
 
 class E2ECollator:
@@ -238,7 +246,8 @@ class E2ECollator:
         doc_ids, doc_mask = encode_documents(self.tokenizer, self.tokens, docs, self.doc_max_length)
         dec_ids, dec_mask, labels = encode_prompts(self.tokenizer, self.tokens, prompts, self.max_len)
         return RetrievalBatch(
-            query_ids, query_mask, doc_ids, doc_mask, candidate_mask, pos_mask, dec_ids, dec_mask, labels
+            query_ids, query_mask, doc_ids, doc_mask, candidate_mask, pos_mask, dec_ids, dec_mask, labels,
+            label_positions(labels),
         )
 
 

@@ -35,8 +35,9 @@ from clara_model.adapters import (
     set_trainable,
     use_adapter,
 )
+from clara_model.asserts import check
 from clara_model.base import load_base_model, load_tokenizer
-from clara_model.collate import IGNORE_INDEX, CompressionBatch, RetrievalBatch
+from clara_model.collate import CompressionBatch, RetrievalBatch, label_positions
 from clara_model.config import Adapter, AdapterInit, ClaraConfig, Stage
 from clara_model.tokens import SpecialTokenEmbedding, SpecialTokens, add_special_tokens
 from clara_model.topk import cosine_scores, differentiable_topk, multi_positive_infonce
@@ -160,8 +161,10 @@ class ClaraModel(nn.Module):
             ValueError: when the inputs do not end with the M memory tokens.
         """
         m = self.tokens.n_mem
-        if input_ids.size(1) < m or not bool((input_ids[:, -m:] == self.mem_ids).all()):
-            raise ValueError("encoder inputs must end with <MEM0>..<MEM{M-1}> (use collate.encode_documents)")
+        message = "encoder inputs must end with <MEM0>..<MEM{M-1}> (use collate.encode_documents)"
+        if input_ids.size(1) < m:
+            raise ValueError(message)
+        check(input_ids[:, -m:] == self.mem_ids, message)
         with use_adapter(self.base, adapter):
             states = self.hidden_states(self.embed(input_ids), attention_mask)  # [D, L, H]
         memory = states[:, -m:]  # [D, M, H]: left padding puts the memory tokens last
@@ -189,18 +192,25 @@ class ClaraModel(nn.Module):
         """
         m = self.tokens.n_mem
         is_memory = torch.isin(input_ids, self.mem_ids)  # [B, L]
-        expected = slots_per_row.to(is_memory.device) * m  # [B]
-        if not torch.equal(is_memory.sum(dim=1), expected) or memory.size(0) * m != int(expected.sum()):
-            raise ValueError(
-                f"memory slots per row {is_memory.sum(dim=1).tolist()} do not match {memory.size(0)} documents "
-                f"x {m} (expected {expected.tolist()}); did the text contain a <MEM> token?"
-            )
-        if not bool((input_ids[is_memory].view(-1, m) == self.mem_ids).all()):
-            raise ValueError("memory tokens in the prompt are not in <MEM0>..<MEM{M-1}> groups")
+        expected = slots_per_row.to(is_memory.device, non_blocking=True) * m  # [B]
+        found = is_memory.sum(dim=1)  # [B]
+        check(
+            torch.cat([found == expected, (expected.sum() == memory.size(0) * m).view(1)]),
+            lambda: f"memory slots per row {found.tolist()} do not match {memory.size(0)} documents x {m} "
+            f"(expected {expected.tolist()}); did the text contain a <MEM> token?",
+        )
+        # The n-th memory position of the flattened batch (row by row, left to right: document by document, slot
+        # by slot, the order of memory.reshape(-1)) takes memory row n; index arithmetic instead of boolean
+        # indexing or masked_scatter, whose output sizes the host would have to wait for.
+        order = is_memory.flatten().cumsum(0).view_as(input_ids) - 1  # [B, L]; n at the n-th memory position
+        check(
+            ~is_memory | (input_ids == self.mem_ids[order.remainder(m)]),
+            "memory tokens in the prompt are not in <MEM0>..<MEM{M-1}> groups",
+        )
         embeds = self.embed(input_ids)  # [B, L, H]
-        # masked_scatter fills the True positions in row-major order: row by row, left to right, i.e. document
-        # by document and slot by slot, exactly the order of memory.reshape(-1).
-        return embeds.masked_scatter(is_memory.unsqueeze(-1), memory.to(embeds.dtype))
+        slots = memory.reshape(-1, memory.size(-1)).to(embeds.dtype)  # [D*M, H]
+        taken = slots[order.clamp(min=0, max=slots.size(0) - 1)]  # [B, L, H]; garbage off the memory positions
+        return torch.where(is_memory.unsqueeze(-1), taken, embeds)
 
     def decoder_loss(
         self,
@@ -209,24 +219,30 @@ class ClaraModel(nn.Module):
         labels: torch.Tensor,
         memory: torch.Tensor,
         slots_per_row: torch.Tensor,
+        label_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the decoder's token-mean cross-entropy over the answer tokens (fp32 scalar).
 
         Logits are computed for the answer positions only: a prompt position needs none, and for a 151k
-        vocabulary they would dominate activation memory (reference §5).
+        vocabulary they would dominate activation memory (reference §5). `label_index` [T] lists those positions
+        (see collate.label_positions); the collators compute it on the host, since finding them on the device
+        makes the host wait for the decoder's forward pass to learn T.
 
         Raises:
             ValueError: when no row of the batch has an answer token left (all truncated by max_len).
         """
+        if label_index is None:
+            label_index = label_positions(labels)
+        if label_index.numel() == 0:  # a shape: known on the host
+            raise ValueError("every answer in this batch was truncated away by max_len; raise max_len")
         embeds = self.decoder_inputs(input_ids, memory, slots_per_row)
         with use_adapter(self.base, Adapter.DECODER):
             states = self.hidden_states(embeds, attention_mask)  # [B, L, H]
-        targets = labels[:, 1:]  # [B, L-1]: position t predicts token t+1
-        keep = targets != IGNORE_INDEX  # [B, L-1]
-        if not bool(keep.any()):
-            raise ValueError("every answer in this batch was truncated away by max_len; raise max_len")
-        logits = self.base.get_output_embeddings()(states[:, :-1][keep]).float()  # [T, V]
-        return F.cross_entropy(logits, targets[keep])
+        h = states.size(-1)
+        states = states[:, :-1].reshape(-1, h).index_select(0, label_index)  # [T, H]: position t predicts t+1
+        targets = labels[:, 1:].reshape(-1).index_select(0, label_index)  # [T]
+        logits = self.base.get_output_embeddings()(states).float()  # [T, V]
+        return F.cross_entropy(logits, targets)
 
     # -- stage losses --------------------------------------------------------------------------------------
 
@@ -245,7 +261,8 @@ class ClaraModel(nn.Module):
 
     def _compression_loss(self, batch: CompressionBatch) -> ClaraOutput:
         docs = self.compress(batch.doc_ids, batch.doc_mask, Adapter.ENCODER)
-        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, docs.memory, batch.docs_per_row)
+        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, docs.memory, batch.docs_per_row,
+                               batch.label_index)
         return ClaraOutput(loss=ce + self.config.stage.mse_weight * docs.mse, ce=ce, mse=docs.mse)
 
     def _retrieval_loss(self, batch: RetrievalBatch) -> ClaraOutput:
@@ -253,16 +270,21 @@ class ClaraModel(nn.Module):
         b, n = batch.candidate_mask.shape
         with torch.no_grad(), eval_mode(self.base):
             docs = self.compress(batch.doc_ids, batch.doc_mask, Adapter.ENCODER)
-        candidates = docs.memory.new_zeros(b, n, *docs.memory.shape[1:])  # [B, N, M, H]
-        candidates[batch.candidate_mask] = docs.memory  # rows of the flat [C, M, H], row by row
+        # Candidate (b, n) is row `rank` of the flat [C, M, H], counting the True cells of candidate_mask row by
+        # row; gathered by index rather than assigned through the boolean mask, which would wait for its size.
+        present = batch.candidate_mask.flatten()  # [B*N]
+        rank = (present.cumsum(0) - 1).clamp(min=0)  # [B*N]
+        gathered = docs.memory.index_select(0, rank)  # [B*N, M, H]
+        candidates = torch.where(present[:, None, None], gathered, 0).view(b, n, *docs.memory.shape[1:])
 
         query = self.compress(batch.query_ids, batch.query_mask, Adapter.QUERY_REASONER).memory  # [B, M, H]
         scores = cosine_scores(query.flatten(1), candidates.flatten(2), batch.candidate_mask)  # [B, N]
         weights, indices = differentiable_topk(scores, stage.generation_top_k, stage.topk_temperature)  # [B, K, N]
         selected = torch.einsum("bkn,bnmh->bkmh", weights.to(candidates.dtype), candidates)  # [B, K, M, H]
 
-        slots = torch.full((b,), stage.generation_top_k, dtype=torch.long)
-        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, selected.flatten(0, 1), slots)
+        slots = torch.full((b,), stage.generation_top_k, dtype=torch.long, device=batch.dec_ids.device)
+        ce = self.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, selected.flatten(0, 1), slots,
+                               batch.label_index)
         loss, retrieval = ce, None
         if stage.retrieval_loss_weight:
             retrieval = multi_positive_infonce(scores, batch.pos_mask, stage.topk_temperature)

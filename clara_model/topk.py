@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clara_model.asserts import check
+
 DEFAULT_TEMPERATURE = 0.02  # the paper's, for cosine scores
 
 
@@ -45,12 +47,11 @@ def differentiable_topk(
         raise ValueError(f"k must be >= 1, got {k}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if scores.size(-1) < k:
+        raise ValueError(f"top-k needs at least k={k} candidates per row; got N={scores.size(-1)}")
     selectable = torch.isfinite(scores).sum(dim=-1)  # [B]
-    if scores.size(-1) < k or bool((selectable < k).any()):
-        raise ValueError(
-            f"top-k needs at least k={k} candidates per row; got N={scores.size(-1)} with "
-            f"{int(selectable.min())} selectable in the poorest row"
-        )
+    check(selectable >= k, lambda: f"top-k needs at least k={k} candidates per row; got N={scores.size(-1)} with "
+          f"{int(selectable.min())} selectable in the poorest row")
     indices = scores.float().topk(k, dim=-1).indices  # [B, K], best first
     hard = F.one_hot(indices, scores.size(-1)).float()  # [B, K, N]
     soft = soft_topk(scores, indices, temperature)  # [B, K, N]
@@ -82,9 +83,13 @@ def multi_positive_infonce(
         ValueError: when no row has a positive (the loss would be undefined).
     """
     has_positive = positives.any(dim=-1)  # [B]
-    if not bool(has_positive.any()):
-        raise ValueError("InfoNCE needs at least one row with a pos_index; none in this batch")
+    check(has_positive.any(), "InfoNCE needs at least one row with a pos_index; none in this batch")
     logits = scores.float() / temperature  # [B, N]
-    positive = torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=-1)  # [B]
+    # A row without positives counts every candidate as one, so its terms stay finite (an all -inf logsumexp
+    # would put NaN in the backward pass); the row is then weighted 0. A mask, not boolean indexing, whose
+    # output size the host would have to wait for.
+    counted = positives | ~has_positive.unsqueeze(-1)  # [B, N]
+    positive = torch.logsumexp(logits.masked_fill(~counted, float("-inf")), dim=-1)  # [B]
     everything = torch.logsumexp(logits, dim=-1)  # [B]
-    return (everything - positive)[has_positive].mean()
+    weight = has_positive.to(logits.dtype)  # [B]
+    return ((everything - positive) * weight).sum() / weight.sum()

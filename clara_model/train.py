@@ -28,7 +28,9 @@ Output DIR (rank 0 writes everything; JSON files atomically):
     metrics.jsonl            one object per optimizer step: step, epoch, samples, loss, ce, mse, lr, grad_norm,
                              tokens_per_s, samples_per_s, elapsed_s; in e2e also retrieval_loss (when its
                              weight is set) and recall@1/3/5 of the picked documents against pos_index (k up to
-                             stage.generation_top_k; absent for a step without any pos_index)
+                             stage.generation_top_k; absent for a step without any pos_index). Written as
+                             each step ends on CPU; on GPU every log.every steps, when the trainer reads the
+                             device's sums back (the only wait for the device outside DeepSpeed's own)
     tensorboard/             the same scalars
     resume/step-XXXXXXXX/    every train.save_every steps and at the end; the last train.keep_resume are kept
     final/                   the exported model (clara_model.checkpoint format): next stage's --init-from
@@ -258,6 +260,8 @@ class StageRecipe:
         self.engine.train()
         dataset = IndexedRows(self.rows)
         run_start = time.perf_counter() - pos.elapsed_s
+        self.pending: list[tuple[int, float, torch.Tensor, float, Any]] = []  # steps not read back yet
+        self.window_start = time.perf_counter()
         while pos.step < plan.total_steps:
             order = epoch_order(plan.rows, pos.epoch, seed=loop.seed, global_batch=plan.global_batch_size,
                                 shuffle=loop.shuffle)
@@ -270,38 +274,58 @@ class StageRecipe:
                                 pin_memory=self.device.type == "cuda", generator=torch.Generator())
             batches = iter(loader)
             while pos.step_in_epoch < plan.steps_per_epoch and pos.step < plan.total_steps:
-                tick = time.perf_counter()
                 lr = self.zero_optimizer.optimizer.param_groups[0]["lr"]  # what this step uses
                 indexed = [next(batches) for _ in range(cfg.accumulation)]
                 logger.debug("rank %d step %d rows %s", self.ranks.rank, pos.step + 1, [i for i, _ in indexed])
                 stats = train_step(self.engine, [batch for _, batch in indexed], self.device)
-                stats = dist_utils.all_reduce_sum(stats).tolist()
-                grad_norm = self.engine.get_global_grad_norm()
                 pos.step += 1
                 pos.step_in_epoch += 1
-                record = self._record(stats, lr, grad_norm, time.perf_counter() - tick, run_start)
-                if self.report is not None:
-                    self.report.log_step(record)
-                if pos.step % loop.save_every == 0 or pos.step == plan.total_steps:
+                epoch = round(pos.epoch + pos.step_in_epoch / plan.steps_per_epoch, 6)
+                self.pending.append((pos.step, epoch, dist_utils.all_reduce_sum(stats), lr,
+                                     self.engine.get_global_grad_norm()))
+                save = pos.step % loop.save_every == 0 or pos.step == plan.total_steps
+                # Reading the sums waits for the device: on an accelerator only every log.every steps (and before
+                # a save); on the CPU nothing is queued, so every step is recorded as it ends.
+                if save or self.device.type == "cpu" or pos.step % cfg.hp.log.every == 0:
+                    self._record_pending(run_start)
+                if save:
                     self._save_resume()
+                    self.window_start = time.perf_counter()  # the save is no step's time
             if pos.step_in_epoch >= plan.steps_per_epoch:
                 pos.epoch, pos.step_in_epoch = pos.epoch + 1, 0
         if self.report is not None:
             self.report.close()
 
-    def _record(self, stats: list[float], lr: float, grad_norm: Any, step_s: float, run_start: float) -> dict:
+    def _record_pending(self, run_start: float) -> None:
+        """Read the pending steps' sums back (one wait for the device) and record each step; the steps of the
+        window share its wall time evenly."""
+        if not self.pending:
+            return
+        sums = torch.stack([stats for _, _, stats, _, _ in self.pending]).tolist()  # [steps, fields]
+        now = time.perf_counter()
+        step_s = (now - self.window_start) / len(self.pending)
+        for i, ((step, epoch, _, lr, grad_norm), stats) in enumerate(zip(self.pending, sums)):
+            elapsed_s = self.window_start - run_start + (i + 1) * step_s
+            record = self._record(step, epoch, stats, lr, grad_norm, step_s, elapsed_s)
+            if self.report is not None:
+                self.report.log_step(record)
+        self.pending.clear()
+        self.window_start = now
+
+    def _record(self, step: int, epoch: float, stats: list[float], lr: float, grad_norm: Any, step_s: float,
+                elapsed_s: float) -> dict:
         pos, s = self.position, dict(zip(STAT_FIELDS, stats))
         n = s["micro_batches"]
         loss = s["loss"] / n
         pos.samples += int(s["samples"])
         pos.tokens += int(s["tokens"])
-        pos.elapsed_s = time.perf_counter() - run_start
+        pos.elapsed_s = elapsed_s
         pos.first_loss = loss if pos.first_loss is None else pos.first_loss
         pos.best_loss = loss if pos.best_loss is None else min(pos.best_loss, loss)
         pos.last_loss = loss
         record: dict[str, Any] = {
-            "step": pos.step,
-            "epoch": round(pos.epoch + pos.step_in_epoch / self.plan.steps_per_epoch, 6),
+            "step": step,
+            "epoch": epoch,
             "samples": pos.samples,
             "loss": loss,
             "ce": s["ce"] / n,

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from clara_model.collate import CompressionBatch, RetrievalBatch
-from clara_model.metrics import recall_at_k
 from clara_model.modeling import ClaraModel
 from clara_model.training.config import Hyperparameters
 from clara_model.training.distributed import deepspeed_config
@@ -69,7 +68,8 @@ def train_step(
     """Run one optimizer step on this rank and return its sums, indexed like STAT_FIELDS.
 
     Every micro-batch gets a forward, a backward and `engine.step()`; DeepSpeed scales each loss by
-    1 / accumulation and applies the update (clipping, AdamW, the schedule) at the last one.
+    1 / accumulation and applies the update (clipping, AdamW, the schedule) at the last one. The sums stay on
+    `device`: nothing here reads a device value on the host (the trainer does, every log.every steps).
     """
     stats = torch.zeros(len(STAT_FIELDS), dtype=torch.float64, device=device)
     for batch in micro_batches:
@@ -88,12 +88,11 @@ def train_step(
         stats[7] += count_tokens(batch)
         if out.topk_indices is not None:
             # recall@k of the documents the straight-through top-k picked (best first) against pos_index
-            for selected, positives in zip(out.topk_indices.tolist(), batch.pos_mask.tolist()):
-                positive = [i for i, is_positive in enumerate(positives) if is_positive]
-                if positive:  # a row without pos_index has no recall (rather than a recall of 0)
-                    stats[8] += 1
-                    for j, k in enumerate(RECALL_KS):
-                        stats[_RECALL_AT + j] += recall_at_k(selected, positive, k)
+            hits = batch.pos_mask.gather(1, out.topk_indices)  # [B, K]: pick j is a positive
+            positives = batch.pos_mask.sum(dim=1)  # [B]
+            stats[8] += (positives > 0).sum()  # a row without pos_index has no recall (rather than a recall of 0)
+            for j, k in enumerate(RECALL_KS):
+                stats[_RECALL_AT + j] += (hits[:, :k].sum(dim=1) / positives.clamp(min=1)).sum()
     return stats
 
 

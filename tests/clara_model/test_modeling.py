@@ -1,12 +1,15 @@
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from clara_model import ClaraConfig, ClaraModel, Stage, StageConfig
 from clara_model.adapters import adapter_parameters, enable_activation_checkpointing, use_adapter
-from clara_model.collate import IGNORE_INDEX, CompressionBatch, InstructCollator, build_collator
+from clara_model.collate import IGNORE_INDEX, CompressionBatch, InstructCollator, build_collator, label_positions
 from clara_model.config import Adapter
 from clara_model.data import QuestionRow
+from clara_model import modeling, topk
 from clara_model.modeling import eval_mode
 from tests.clara_model.conftest import SMALL_MODEL, build_model, perturb_adapters
 
@@ -105,8 +108,39 @@ def test_a_batch_whose_answers_were_all_truncated_is_an_error(frozen_pretrain_mo
     model = frozen_pretrain_model
     batch = batch_for(model, official_rows[:2])
     batch.labels[:] = IGNORE_INDEX
+    batch.label_index = label_positions(batch.labels)  # what a collator makes of such labels: no position
     with pytest.raises(ValueError, match="truncated away"):
         model(batch)
+    with pytest.raises(ValueError, match="truncated away"):  # found from the labels when not given
+        model.decoder_loss(batch.dec_ids, batch.dec_mask, batch.labels, torch.zeros(2, 4, 64), batch.docs_per_row)
+
+
+def test_the_loss_reads_no_value_of_the_device_on_the_host(official_rows):
+    """Every check and selection of a training step is tensor arithmetic (see clara_model.asserts): on a
+    non-CPU tensor, a check queues a device assert instead of reading the value."""
+    model = stage_model(Stage.E2E, retrieval_loss_weight=1.0)
+    batch = batch_for(model, rows_for(Stage.E2E, official_rows))
+    reads = []
+
+    def spy(real):
+        def read(self, *args):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("clara_model"):  # transformers' own mask code reads the attention mask once
+                reads.append(f"{caller}: {real.__name__}")
+            return real(self, *args)
+        return read
+
+    def queued_check(condition, message):  # what an accelerator does: an asynchronous device assert
+        torch._assert_async(condition.all())
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(modeling, "check", queued_check)
+        mp.setattr(topk, "check", queued_check)
+        for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+            mp.setattr(torch.Tensor, name, spy(getattr(torch.Tensor, name)))
+        out = model(batch)
+        out.loss.backward()
+    assert torch.isfinite(out.loss) and reads == []
 
 
 @pytest.mark.parametrize("stage", list(Stage))

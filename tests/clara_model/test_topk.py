@@ -93,6 +93,15 @@ def test_infonce_matches_the_formula():
     torch.testing.assert_close(multi_positive_infonce(scores, positives, t), (row0 + row1) / 2)
 
 
+def test_infonce_gives_a_row_without_positives_and_missing_candidates_a_zero_finite_gradient():
+    scores = torch.tensor([[0.9, 0.1, float("-inf")], [0.3, float("-inf"), float("-inf")]], requires_grad=True)
+    positives = torch.tensor([[1, 0, 0], [0, 0, 0]]).bool()
+    loss = multi_positive_infonce(scores, positives, 0.1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(scores.grad).all()
+    assert scores.grad[1].abs().sum() == 0 and scores.grad[0, 2] == 0
+
+
 def test_infonce_without_positives_is_an_error():
     with pytest.raises(ValueError, match="pos_index"):
         multi_positive_infonce(torch.randn(2, 4), torch.zeros(2, 4, dtype=torch.bool))

@@ -49,7 +49,7 @@ def retrieval_batch(pos_mask, dec_mask_len=5):
         doc_ids=torch.zeros(b * n, 4, dtype=torch.long), doc_mask=torch.ones(b * n, 4, dtype=torch.long),
         candidate_mask=torch.ones(b, n, dtype=torch.bool), pos_mask=pos_mask,
         dec_ids=torch.zeros(b, dec_mask_len, dtype=torch.long), dec_mask=torch.ones(b, dec_mask_len, dtype=torch.long),
-        labels=torch.zeros(b, dec_mask_len, dtype=torch.long),
+        labels=torch.zeros(b, dec_mask_len, dtype=torch.long), label_index=torch.arange(b * (dec_mask_len - 1)),
     )
 
 
