@@ -208,6 +208,8 @@ class ClaraModel(nn.Module):
             "memory tokens in the prompt are not in <MEM0>..<MEM{M-1}> groups",
         )
         embeds = self.embed(input_ids)  # [B, L, H]
+        if memory.size(0) == 0:  # no document (a closed-book prompt): the check above saw no memory position
+            return embeds
         slots = memory.reshape(-1, memory.size(-1)).to(embeds.dtype)  # [D*M, H]
         taken = slots[order.clamp(min=0, max=slots.size(0) - 1)]  # [B, L, H]; garbage off the memory positions
         return torch.where(is_memory.unsqueeze(-1), taken, embeds)

@@ -91,6 +91,13 @@ def test_decoder_inputs_overwrite_memory_slots_and_keep_sep(frozen_pretrain_mode
         model.decoder_inputs(batch.dec_ids, memory, torch.tensor([1, 2]))
 
 
+def test_a_prompt_without_documents_keeps_its_embeddings(frozen_pretrain_model):
+    model = frozen_pretrain_model
+    ids = torch.tensor([[1, 2, 3]])  # no memory slot: a closed-book prompt
+    embeds = model.decoder_inputs(ids, torch.zeros(0, model.tokens.n_mem, 64), torch.tensor([0]))
+    torch.testing.assert_close(embeds, model.embed(ids))
+
+
 def test_decoder_loss_equals_the_causal_lm_loss_on_answer_tokens(frozen_pretrain_model, official_rows):
     model = frozen_pretrain_model
     batch = batch_for(model, official_rows[2:4])
