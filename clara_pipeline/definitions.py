@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs.base_model import base_model_job, clara_base_model
 from .defs.captions import enriched_document, image_captions, no_raw_figure_references
 from .defs.datasets import dataset_checks, training_datasets
 from .defs.evaluation import clara_evaluation, evaluation_job
@@ -22,9 +23,9 @@ def build_definitions(settings: Settings | None = None, *, resources: dict | Non
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=[ingest_document, image_captions, enriched_document, corpus, qa_synthesis, training_datasets,
-                *training_assets, clara_evaluation],
+                clara_base_model, *training_assets, clara_evaluation],
         asset_checks=[markers_resolve, text_not_empty, no_raw_figure_references, *dataset_checks, *training_checks],
-        jobs=[ingest_job, synthesis_job, *training_jobs, evaluation_job],
+        jobs=[ingest_job, synthesis_job, base_model_job, *training_jobs, evaluation_job],
         sensors=[raw_data_sensor],
         schedules=[nightly_resynthesis],
         resources={**build_resources(settings), **training_resources(), **(resources or {})},

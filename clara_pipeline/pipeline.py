@@ -26,6 +26,7 @@ from .ingest.service import cache_key, load_extracted
 from .ingest.sources import plan_partitions, scan_folder
 from .llm.tasks import CAPTION
 from .settings import Settings, ensure_dagster_home
+from .training.base_model import CPU_BASE
 from .training.watch import TrainingWatcher
 
 # Failures are summarised in one line per document below; the full logs stay in the run (UI, --verbose).
@@ -115,6 +116,18 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs")
           + ("" if training.echo_trainer_output else "; the trainer's log: <run folder>/train.log"), file=out)
     started = time.perf_counter()
+    result = defs.resolve_job_def("build_base_model").execute_in_process(
+        instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
+    if print_failed_checks(result, out) or not result.success:
+        print(f"base model FAILED: {failure_reason(result)}", file=out)
+        return False
+    (event,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    print(f"  {'clara_base_model':<22} {meta['kind']} {meta['base_model']}"
+          + (f", reads {meta['reading_exact']:.0%} of held-out made-up facts exactly"
+             + (" (up to date: reused)" if meta.get("reused") else f", pretrained in {meta['train_seconds']:.0f} s")
+             if "reading_exact" in meta else ""), file=out)
+    started = time.perf_counter()
     ops = {asset.key.to_user_string(): {"config": {"max_steps": max_steps}} for asset in training_assets}
     # A line per stage as it starts and a progress line every few steps, read from the run folders as they grow.
     with TrainingWatcher(defs.resources["artifacts"].store().root, rate, out=out):
@@ -147,8 +160,12 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           f"report: {meta['report'].value}", file=out)
     errors = print_failed_checks(result, out)
     if training.base_model == "tiny":
-        print("(the tiny model is random-initialised and trains for minutes: these scores test the pipeline, not "
+        print("(the tiny model is random-initialised and cannot learn: these scores test the pipeline, not "
               "CLaRa; set CLARA_BASE_MODEL and train on GPUs for real ones)", file=out)
+    elif training.base_model == CPU_BASE:
+        print("(the CPU base is a small Qwen3 pretrained here in minutes and the stages train for minutes: these "
+              "scores show whether the pipeline learns, not what Qwen3-4B reaches; set CLARA_BASE_MODEL and train "
+              "on GPUs for real ones)", file=out)
     return not errors
 
 

@@ -31,6 +31,7 @@ from ..training.stages import (
     plan_stage_run,
     stage_code_version,
 )
+from ..training.base_model import CPU_BASE, TINY, read_record
 from .resources import ArtifactStoreResource
 
 GPU_POOL = "gpu"  # one training or evaluation step at a time (ensure_gpu_pool_limit)
@@ -48,24 +49,29 @@ TINY_CPU_OVERRIDES = ("batch.global_batch_size=8", "train.save_every=10")
 class TrainingSettings(dg.ConfigurableResource):
     """How this deployment trains: the base model, settings for every stage, the Python that runs the launcher.
 
-    The defaults train the `tiny` random-init Qwen3 on CPU with small batches. On GPUs set `base_model` to
-    "Qwen/Qwen3-4B-Instruct-2507" and `overrides` to [] (the stage configs, clara_model/configs/, hold the
-    paper's settings), and raise the run config's `max_steps` (or set it to 0 to train for the configs' epochs).
+    The defaults pretrain the project's small CPU base (clara_base_model) and train on it on CPU with small
+    batches. On GPUs set `base_model` to "Qwen/Qwen3-4B-Instruct-2507" (or a folder) and `overrides` to [] (the
+    stage configs, clara_model/configs/, hold the paper's settings), and raise the run config's `max_steps` (or
+    set it to 0 to train for the configs' epochs).
     """
 
-    base_model: str = "tiny"
+    base_model: str = CPU_BASE  # "clara-cpu", "tiny" (random init, cannot learn), a hub id or a local folder
     overrides: list[str] = list(TINY_CPU_OVERRIDES)  # `key=value` for every stage, before the run's own
     python: str = ""  # interpreter for the launcher and the trainer; "" means this one
     echo_trainer_output: bool = True  # the trainer's log lines in the step's output too (always in train.log)
+    cpu_base_steps: int = 0  # pretraining steps of the CPU base; 0: clara_model.pretrain_base's default
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, echo_trainer_output: bool = True) -> "TrainingSettings":
-        """`CLARA_BASE_MODEL` (default "tiny"; a hub id or a local folder trains with the stage configs as
-        shipped) and `CLARA_TRAIN_PYTHON` (the interpreter of the training environment, default this one)."""
+        """`CLARA_BASE_MODEL` (default "clara-cpu"; "tiny"; a hub id or a local folder trains with the stage
+        configs as shipped), `CLARA_TRAIN_PYTHON` (the interpreter of the training environment, default this one)
+        and `CLARA_CPU_BASE_STEPS` (pretraining steps of the CPU base)."""
         env = os.environ if environ is None else environ
-        base_model = env.get("CLARA_BASE_MODEL") or "tiny"
-        return cls(base_model=base_model, overrides=list(TINY_CPU_OVERRIDES) if base_model == "tiny" else [],
-                   python=env.get("CLARA_TRAIN_PYTHON", ""), echo_trainer_output=echo_trainer_output)
+        base_model = env.get("CLARA_BASE_MODEL") or CPU_BASE
+        small = base_model in (CPU_BASE, TINY)
+        return cls(base_model=base_model, overrides=list(TINY_CPU_OVERRIDES) if small else [],
+                   python=env.get("CLARA_TRAIN_PYTHON", ""), echo_trainer_output=echo_trainer_output,
+                   cpu_base_steps=int(env.get("CLARA_CPU_BASE_STEPS") or 0))
 
     def interpreter(self) -> str:
         return self.python or sys.executable
@@ -119,6 +125,21 @@ def ensure_gpu_pool_limit(instance: dg.DagsterInstance) -> bool:
     return True
 
 
+def resolve_stage_base(artifacts_root, requested: str) -> tuple[str, str | None]:
+    """The trainer's `model.base_model` and the base's digest: from clara_base_model's record when it was made for
+    `requested`; "tiny" and real weights without a record are used as named (no digest).
+
+    Raises:
+        dg.Failure: when the CPU base is asked for and clara_base_model has not built it.
+    """
+    record = read_record(artifacts_root)
+    if record is not None and record.requested == requested:
+        return record.name_or_path, record.digest
+    if requested == CPU_BASE:
+        raise dg.Failure("the CPU base model is not built yet: materialize clara_base_model first", allow_retries=False)
+    return requested, None
+
+
 def train_stage(
     context: dg.AssetExecutionContext,
     stage: StageSpec,
@@ -134,8 +155,9 @@ def train_stage(
     if stage.previous and previous is None:
         raise dg.Failure(f"{stage.asset}[{rate}] starts from {STAGES[stage.previous].asset}[{rate}], which has no "
                          "checkpoint yet: materialize it first", allow_retries=False)
+    base_name, base_digest = resolve_stage_base(store.root, training.base_model)
     plan = plan_stage_run(stage, artifacts_root=store.root, datasets_dir=store.datasets_dir, compression_rate=rate,
-                          previous=previous, base_model=training.base_model,
+                          previous=previous, base_model=base_name, base_digest=base_digest,
                           overrides=[*training.overrides, *config.overrides],
                           launch_options={**config.launch_options(), "echo": training.echo_trainer_output})
     context.log.info(f"run folder {plan.run_dir} (fingerprint {plan.fingerprint})")
@@ -173,7 +195,7 @@ def _metadata_values(report: LaunchResult) -> dict[str, object]:
 
 
 def _stage_asset(stage: StageSpec) -> dg.AssetsDefinition:
-    deps = [dg.AssetDep(stage.dataset_asset)]
+    deps = [dg.AssetDep("clara_base_model"), dg.AssetDep(stage.dataset_asset)]
     if stage.previous:
         deps.insert(0, dg.AssetDep(STAGES[stage.previous].asset, partition_mapping=dg.IdentityPartitionMapping()))
 

@@ -77,6 +77,7 @@ def plan_stage_run(
     previous: CurrentRun | None,
     base_model: str,
     overrides: Sequence[str],
+    base_digest: str | None = None,
     launch_options: Mapping[str, Any] | None = None,
 ) -> StageRunPlan:
     """Return the plan of one run of `stage` at `compression_rate`.
@@ -110,6 +111,7 @@ def plan_stage_run(
         "compression_rate": compression_rate,
         "data": file_digests([data]),
         "init_from": previous.data_version if previous else None,
+        "base": base_digest,  # the base's weights (clara_base_model), so a new base trains in a new folder
         "config": file_digests([stage.config_file]),
         "overrides": sets,
         "max_steps": spec.max_steps,

@@ -137,7 +137,7 @@ def test_a_backfill_trains_stage_1_at_two_compression_rates_one_at_a_time(tmp_pa
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert ensure_gpu_pool_limit(instance)  # what `clara dev` does before it starts dagster dev
     env = {"DAGSTER_HOME": str(home), "CLARA_RAW_DATA": str(tmp_path / "raw"), "CLARA_ARTIFACTS": str(artifacts),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "CLARA_BASE_MODEL": "tiny"}  # the backfill, not the base, is under test
     with dagster_dev(tmp_path, env) as (port, proc, log):
         params = {"partitionNames": ["4", "16"], "assetSelection": [{"path": ["clara_stage1_pretrain"]}],
                   "fromFailure": False}
