@@ -65,7 +65,10 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
     assert "11 documents; 0 new, 1 removed" in second.stdout and "up to date  policy_docx-" in second.stdout
     assert "end_to_end_dataset   rows" in second.stdout
     # ... then the three stages at one compression rate, and the evaluation
-    assert "training at compression rate 64: base model tiny, 3 steps per stage" in second.stdout
+    assert "training at compression rate 64: base model clara-cpu, 3 steps per stage" in second.stdout
+    # the CPU base is pretrained first (20 steps in the tests: CLARA_CPU_BASE_STEPS), and the stages train on it
+    assert "clara_base_model       cpu-pretrained " in second.stdout
+    assert (tmp_path / "out" / "base_model" / "model.safetensors").exists()
     # while each stage trains: a line when it starts, then its steps as they finish (the first and the last of 3)
     for stage in ("pretrain", "instruct", "e2e"):
         assert f"training {stage} at rate 64: 3 steps on CPU, 1 process" in second.stdout
@@ -93,12 +96,14 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
         training = instance.get_runs(filters=dg.RunsFilter(job_name="train_all_stages"))
         evaluation = instance.get_runs(filters=dg.RunsFilter(job_name="evaluate_clara"))
         assert len(ingest) == 12 and len(synthesis) == 2 and len(training) == 1 and len(evaluation) == 1
-        assert {r.tags["clara/launched_by"] for r in ingest + synthesis + training} == {"clara run"}
+        base = instance.get_runs(filters=dg.RunsFilter(job_name="build_base_model"))
+        assert len(base) == 1
+        assert {r.tags["clara/launched_by"] for r in ingest + synthesis + base + training} == {"clara run"}
         assert training[0].tags["dagster/partition"] == "64"
         assert instance.get_materialized_partitions(dg.AssetKey("clara_stage3_e2e")) == {"64"}
         # every failed check of every run, warnings included, was printed in one line, and nothing else was
         failed = []
-        for run in ingest + synthesis + training + evaluation:
+        for run in ingest + synthesis + base + training + evaluation:
             for record in instance.get_records_for_run(
                     run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
                 check = record.event_log_entry.dagster_event.event_specific_data
