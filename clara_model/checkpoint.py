@@ -54,6 +54,10 @@ ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"  # PEFT's file names, so PEFT
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens.safetensors"
 SPECIAL_TOKENS_KEY = "weight"
+# The base embedding's own rows of the new ids, as drawn at the first stage: a tied head scores the new tokens
+# with them. Stored, not redrawn, so that a loaded model computes exactly what the saved one did (a redraw
+# depends on the BLAS thread count in the last bits). Older checkpoints without it get a redraw.
+BASE_ROWS_KEY = "base_rows"
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -161,10 +165,15 @@ def load_checkpoint(
     model = ClaraModel(base, tokenizer, config, tokens)
     _check_fingerprint(directory, model, meta["base_fingerprint"])
     rows = load_file(directory / SPECIAL_TOKENS_FILE)
-    if set(rows) != {SPECIAL_TOKENS_KEY} or rows[SPECIAL_TOKENS_KEY].shape != model.special_embedding.weight.shape:
-        raise ValueError(f"{directory}: {SPECIAL_TOKENS_FILE} does not hold one [S, H] tensor of this model's shape")
+    shape = model.special_embedding.weight.shape
+    if (set(rows) - {BASE_ROWS_KEY} != {SPECIAL_TOKENS_KEY}
+            or any(tensor.shape != shape for tensor in rows.values())):
+        raise ValueError(f"{directory}: {SPECIAL_TOKENS_FILE} does not hold [S, H] tensors of this model's shape")
     with torch.no_grad():
         model.special_embedding.weight.copy_(rows[SPECIAL_TOKENS_KEY])
+        if BASE_ROWS_KEY in rows:
+            embedding = base.get_input_embeddings().weight
+            embedding[list(tokens.new_ids)] = rows[BASE_ROWS_KEY].to(embedding.device, embedding.dtype)
 
     if for_inference:
         model.requires_grad_(False)
@@ -208,7 +217,9 @@ def _write(
         save_file(state, target / ADAPTER_WEIGHTS_FILE, metadata={"format": "pt"})
         lora_config(model.config.model.lora, model.config.model.base_model).save_pretrained(str(target))
     rows = model.special_embedding.weight.detach().contiguous().cpu()
-    save_file({SPECIAL_TOKENS_KEY: rows}, directory / SPECIAL_TOKENS_FILE, metadata={"format": "pt"})
+    base_rows = model.base.get_input_embeddings().weight.detach()[list(model.tokens.new_ids)].contiguous().cpu()
+    save_file({SPECIAL_TOKENS_KEY: rows, BASE_ROWS_KEY: base_rows}, directory / SPECIAL_TOKENS_FILE,
+              metadata={"format": "pt"})
     model.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
     meta = {
         "format_version": FORMAT_VERSION,
