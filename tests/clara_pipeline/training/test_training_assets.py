@@ -74,7 +74,8 @@ def test_definitions_load_with_the_training_graph(tmp_path):
     with dg.instance_for_test():
         graph = defs.resolve_asset_graph()
     stage2 = graph.get(dg.AssetKey("clara_stage2_instruct"))
-    assert {k.to_user_string() for k in stage2.parent_keys} == {"clara_stage1_pretrain", "instruction_dataset"}
+    assert {k.to_user_string() for k in stage2.parent_keys} == {"clara_base_model", "clara_stage1_pretrain",
+                                                                 "instruction_dataset"}
     assert stage2.partitions_def == compression_rates and compression_rates.get_partition_keys() == \
         ["4", "16", "32", "64", "128"]
     assert stage2.group_name == "training"
