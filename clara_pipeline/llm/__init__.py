@@ -13,6 +13,7 @@ Importing this package starts nothing and reads no environment; the loopback ser
 """
 
 from .batch import BatchFailed, BatchResult
+from .breaker import EndpointUnreachable
 from .cache import ResponseCache
 from .client import EmbeddingsUnavailable, LLMClient
 from .config import LLMConfig, LLMConfigError
@@ -27,7 +28,7 @@ from .vision import ImageRejected, PreparedImage, VisionLimits, prepare_image
 __all__ = [
     "BatchFailed", "BatchResult", "CAPTION", "CAPTION_PROMPT_VERSION", "CHUNK_SYNTHESIS",
     "SYNTHESIS_PROMPT_VERSION", "Caption", "CaptionInput", "CaptionTask", "ChunkInput", "ChunkSynthesis",
-    "ChunkSynthesisTask", "EmbeddingsUnavailable", "EndpointProvider", "FailureKind", "ImageRejected",
+    "ChunkSynthesisTask", "EmbeddingsUnavailable", "EndpointProvider", "EndpointUnreachable", "FailureKind", "ImageRejected",
     "ItemFailure", "LLMClient", "LLMConfig", "LLMConfigError", "LLMError", "OFFLINE_NOTE", "OfflineProvider",
     "PreparedImage", "Provider", "QAPair", "ResponseCache", "UsageStats", "VisionLimits", "open_provider",
     "prepare_image", "render_caption", "run_captions", "run_chunk_synthesis", "run_embeddings",

@@ -1,4 +1,5 @@
-"""Running many items at once: every item ends as an output or a reported failure, never missing."""
+"""Running many items at once: every item ends as an output or a reported failure, never missing; an
+endpoint that cannot be reached ends the whole batch with one `EndpointUnreachable` instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 
+from .breaker import EndpointUnreachable
 from .errors import FailureKind, ItemFailure, LLMError
 from .usage import UsageStats
 
@@ -44,6 +46,11 @@ class BatchResult(Generic[O]):
     def failure_fraction(self) -> float:
         return len(self.failures) / self.total if self.total else 0.0
 
+    @property
+    def parked(self) -> int:
+        """Failed items not asked again because they failed validation in an earlier run (see cache.py)."""
+        return sum(f.parked for f in self.failures.values())
+
     def failures_by_kind(self) -> dict[str, int]:
         return dict(sorted(Counter(f.kind for f in self.failures.values()).items()))
 
@@ -64,6 +71,7 @@ class BatchResult(Generic[O]):
             "items": self.total,
             "ok": len(self.outputs),
             "failed": len(self.failures),
+            "parked": self.parked,
             "failures_by_kind": self.failures_by_kind(),
             "failures": [f.as_dict() for f in list(self.failures.values())[:max_failures_listed]],
             "usage": self.usage.as_dict(),
@@ -79,6 +87,10 @@ async def run_batch(items: Mapping[str, I], run_one: Callable[[I], Awaitable[O]]
     sleep), which bounds memory; the client's own semaphore bounds HTTP requests in flight. An `LLMError`
     becomes that item's failure; any other exception is a bug, logged with its traceback and reported as
     an `unexpected` failure of that item so the rest of the batch still completes.
+
+    Raises:
+        EndpointUnreachable: the endpoint answered nothing (see breaker.py); the items still in progress are
+            cancelled, and none is reported as failed: the outage is the step's failure, not theirs.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -95,17 +107,27 @@ async def run_batch(items: Mapping[str, I], run_one: Callable[[I], Awaitable[O]]
                 usage.items_ok += 1
                 return
             except LLMError as exc:
-                failure = ItemFailure(key, exc.kind, exc.message, exc.attempts, exc.status_code)
+                failure = ItemFailure(key, exc.kind, exc.message, exc.attempts, exc.status_code, exc.parked)
+            except EndpointUnreachable:
+                raise
             except Exception as exc:  # noqa: BLE001 - reported per item, with traceback, never swallowed
                 logger.exception("%s %s: unexpected error", task, key)
                 failure = ItemFailure(key, FailureKind.UNEXPECTED, f"{type(exc).__name__}: {exc}")
             failures[key] = failure
             usage.items_failed += 1
             usage.failures_by_kind[failure.kind] += 1
-            logger.warning("%s %s failed (%s after %d attempts): %s", task, key, failure.kind,
-                           failure.attempts, failure.message)
+            if failure.parked:
+                logger.info("%s %s: %s", task, key, failure.message)
+            else:
+                logger.warning("%s %s: %s", task, key, failure.message)
 
-    await asyncio.gather(*(one(key, item) for key, item in items.items()))
+    try:
+        async with asyncio.TaskGroup() as group:  # one task's EndpointUnreachable cancels the others
+            for key, item in items.items():
+                group.create_task(one(key, item))
+    except* EndpointUnreachable as outage:
+        usage.wall_time_s += time.perf_counter() - started
+        raise outage.exceptions[0] from None
     usage.wall_time_s += time.perf_counter() - started
     missing = set(items) - outputs.keys() - failures.keys()
     if missing:  # cannot happen: every path of one() records the item; kept as a tripwire, not a fallback

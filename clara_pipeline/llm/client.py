@@ -2,10 +2,16 @@
 
 One item (`run`) goes: cache lookup -> prompt (images prepared off the event loop) -> request -> parse and
 validate -> cache. Around every request: a concurrency slot (semaphore), a rate-limit permit, a deadline,
-and our retry loop for transient failures (429, 5xx, timeouts, connection errors) with full-jitter
+the circuit breaker (breaker.py: an endpoint that cannot be reached stops the batch once, within about
+10 s), and our retry loop for transient failures (429, 5xx, timeouts, connection errors) with full-jitter
 backoff that honours Retry-After. The SDK's own retries are off, so one request is never multiplied.
 An answer that does not parse or validate is re-asked, with the problem in the message, up to
-`max_reasks` times; a 4xx that retrying cannot fix fails the item at once.
+`max_reasks` times; a 4xx that retrying cannot fix fails the item at once. An item whose answers never
+validated is parked in the cache (cache.py) and not asked again, unless `retry_failed` is set.
+
+Reasoning models (OpenAI's o-series and newer) take `max_completion_tokens` instead of `max_tokens` and
+only their default temperature: when the server's 400 names either parameter, the request is sent again
+without it, and the model is remembered, as for `response_format`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import openai
@@ -20,11 +27,12 @@ import pydantic
 from openai.types.chat import ChatCompletion
 
 from .batch import BatchResult, run_batch
+from .breaker import CircuitBreaker
 from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 from .errors import FailureKind, LLMError
 from .ratelimit import RateLimiter
-from .retry import DeadlineExceeded, backoff_delay, classify, is_response_format_rejection
+from .retry import DeadlineExceeded, backoff_delay, classify, is_response_format_rejection, refused_parameter
 from .structured import MODES, OutputInvalid, parse_output, response_format
 from .tasks import Task
 from .usage import UsageStats
@@ -38,6 +46,10 @@ R = TypeVar("R")
 
 EMBEDDING_TASK = "embedding"
 EMBEDDING_VERSION = "embedding-v1"
+# Failures that are the model's verdict on this input (paid for, and likely again): parked in the cache.
+# Outages (connection, timeout, 5xx, 429) and request errors (4xx) say nothing about the item: never parked.
+PARKED_KINDS = frozenset({FailureKind.INVALID_OUTPUT, FailureKind.TRUNCATED, FailureKind.REFUSED})
+PROBE_TIMEOUT_S = 3.0  # a GET /models that takes longer counts as no answer (capped by timeout_s)
 
 REASK_INVALID = ("Your previous reply could not be used: {problem}. Reply again with only the corrected JSON "
                  "object, following every rule.")
@@ -53,13 +65,16 @@ class LLMClient:
     """Runs tasks against one endpoint. Create it inside the event loop that uses it; `aclose()` at the end.
 
     Args:
-        cache: where validated outputs are kept across runs; None disables caching.
+        cache: where validated outputs and parked failures are kept across runs; None disables both.
+        retry_failed: ask again for items parked by an earlier run (default: report them as failed, unpaid).
         seed: seeds the backoff jitter (tests); None draws from the OS.
     """
 
-    def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None, seed: int | None = None):
+    def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None, retry_failed: bool = False,
+                 seed: int | None = None):
         self.config = config
         self.cache = cache
+        self.retry_failed = retry_failed
         self.usage = UsageStats()
         self._openai = openai.AsyncOpenAI(
             # Local servers (vLLM, Ollama) need no key, but the SDK insists on a non-empty one.
@@ -72,6 +87,8 @@ class LLMClient:
         self._limiter = RateLimiter(config.requests_per_minute) if config.requests_per_minute else None
         self._rng = random.Random(seed)
         self._modes: dict[str, str] = {}  # model -> structured-output mode that the server accepts
+        self._refused: dict[str, set[str]] = {}  # model -> parameters it refused ("max_tokens", "temperature")
+        self.breaker = CircuitBreaker(config.endpoint, self._probe, give_up_after_s=config.unreachable_after_s)
 
     def structured_mode(self, model: str) -> str:
         return self._modes.get(model, MODES[0])
@@ -81,7 +98,16 @@ class LLMClient:
                                                                  sorted({self.config.model, self.config.vision_model})}}
 
     async def aclose(self) -> None:
+        await self.breaker.aclose()
         await self._openai.close()
+
+    async def _probe(self) -> None:
+        """Returns when the endpoint gave any HTTP answer to GET /models; raises when it gave none."""
+        timeout = min(PROBE_TIMEOUT_S, self.config.timeout_s)
+        try:
+            await asyncio.wait_for(self._openai.models.list(timeout=timeout), timeout)
+        except openai.APIStatusError:
+            return  # 401, 404, 500...: an answer; whether chat works is for the real request to find out
 
     # -- one item ------------------------------------------------------------------------------------------
 
@@ -95,7 +121,7 @@ class LLMClient:
         context = task.validation_context(item)
         key = None
         if self.cache is not None:
-            key = cache_key(task.name, self.config.endpoint, model, task.prompt_version, task.cache_input(item))
+            key = cache_key(task.name, model, task.prompt_version, task.cache_input(item))
             hit = self.cache.get(key)
             if hit is not None:
                 try:
@@ -107,6 +133,23 @@ class LLMClient:
                 else:
                     self.usage.cache_hits += 1
                     return output
+            parked = self.cache.parked(key)
+            if parked is not None and not self.retry_failed:
+                self.usage.items_parked += 1
+                raise LLMError(parked.kind, f"{task.name} ({model}): not asked again: it failed on "
+                                            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(parked.created_at))} "
+                                            f"({parked.message}); retry with retry_failed (clara run --retry-failed)",
+                               parked=True)
+        try:
+            return await self._ask(task, item, model, context, key)
+        except LLMError as exc:
+            if self.cache is not None and key is not None and exc.kind in PARKED_KINDS:
+                self.cache.park(key, task=task.name, model=model, prompt_version=task.prompt_version, kind=exc.kind,
+                                message=exc.message, attempts=exc.attempts)
+            raise
+
+    async def _ask(self, task: Task[I, O], item: I, model: str, context: dict[str, Any], key: str | None) -> O:
+        """The endpoint's validated answer, re-asked up to `max_reasks` times; stored in the cache."""
         messages = await self._messages(task, item)
         attempts = 0
         prompt_tokens = completion_tokens = 0
@@ -138,6 +181,7 @@ class LLMClient:
                         self.cache.put(key, task=task.name, endpoint=self.config.endpoint, model=model,
                                        prompt_version=task.prompt_version, output=output.model_dump(mode="json"),
                                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                        self.cache.unpark(key)
                     return output
             if ask == self.config.max_reasks:
                 break
@@ -170,8 +214,11 @@ class LLMClient:
                 # queued: requests queued behind the one that found json_schema rejected use the fallback.
                 mode = self.structured_mode(model)
                 sent_mode.append(mode)
-                body: dict[str, Any] = {"model": model, "messages": messages, "temperature": self.config.temperature,
-                                        "max_tokens": task.max_tokens}
+                refused = self._refused.get(model, set())
+                body: dict[str, Any] = {"model": model, "messages": messages}
+                if "temperature" not in refused:
+                    body["temperature"] = self.config.temperature_for(task.name, task.temperature)
+                body["max_completion_tokens" if "max_tokens" in refused else "max_tokens"] = task.max_tokens
                 fmt = response_format(mode, task.name, task.output_model)
                 if fmt is not None:
                     body["response_format"] = fmt
@@ -184,6 +231,12 @@ class LLMClient:
                 attempts += exc.attempts
                 mode = sent_mode[-1] if sent_mode else MODES[-1]
                 cause = exc.__cause__
+                parameter = refused_parameter(cause) if cause is not None else None
+                if parameter is not None and parameter not in self._refused.get(model, set()):
+                    self._refused.setdefault(model, set()).add(parameter)
+                    logger.info("%s: %s does not take %s; sending %s from now on", self.config.endpoint, model,
+                                parameter, "max_completion_tokens" if parameter == "max_tokens" else "no temperature")
+                    continue
                 if cause is None or not is_response_format_rejection(cause) or mode == MODES[-1]:
                     exc.attempts = attempts
                     raise
@@ -212,20 +265,31 @@ class LLMClient:
                 outlasted `max_retries`.
         """
         attempts = 0
+        breaker = self.breaker
         while True:
             attempts += 1
+            if not breaker.verified:
+                await breaker.check()  # EndpointUnreachable ends the batch: see breaker.py
             try:
                 async with self._slots:
                     if self._limiter is not None:
                         await self._limiter.acquire()
+                    breaker.raise_if_open()
                     self.usage.http_requests += 1
                     self.usage.requests_by_task[task_name] += 1
                     try:
-                        return await asyncio.wait_for(call(), self.config.timeout_s), attempts
+                        result = await breaker.guard(call(), self.config.timeout_s)
                     except asyncio.TimeoutError:
                         raise DeadlineExceeded(f"no complete answer within {self.config.timeout_s:g} s") from None
+                    breaker.answered()
+                    return result, attempts  # type: ignore[return-value]
             except (openai.APIError, DeadlineExceeded) as exc:
                 transient = classify(exc)
+                if isinstance(exc, openai.APIStatusError):
+                    breaker.answered()
+                elif transient is not None and transient.cause in (FailureKind.CONNECTION, FailureKind.TIMEOUT):
+                    breaker.unreachable(self._describe_error(task_name, exc))
+                    await breaker.check()  # probes: raises EndpointUnreachable, or the retry goes ahead
                 if transient is None:
                     raise LLMError(FailureKind.HTTP_ERROR, self._describe_error(task_name, exc), attempts=attempts,
                                    status_code=getattr(exc, "status_code", None)) from exc
@@ -283,7 +347,7 @@ class LLMClient:
         if not model:
             raise EmbeddingsUnavailable("no embedding model configured; set CLARA_EMBEDDING_MODEL")
         vectors: list[list[float] | None] = [None] * len(texts)
-        keys = [cache_key(EMBEDDING_TASK, self.config.endpoint, model, EMBEDDING_VERSION, {"text": t}) for t in texts]
+        keys = [cache_key(EMBEDDING_TASK, model, EMBEDDING_VERSION, {"text": t}) for t in texts]
         missing = []
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache is not None else None

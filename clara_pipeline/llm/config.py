@@ -12,7 +12,7 @@
 | `CLARA_LLM_TIMEOUT_S`            | `60`          | per-request deadline                                      |
 | `CLARA_LLM_MAX_RETRIES`          | `6`           | retries of one request on 429/5xx/timeouts/connection errors |
 | `CLARA_LLM_MAX_REASKS`           | `2`           | re-asks after an invalid or truncated answer              |
-| `CLARA_LLM_TEMPERATURE`          | `0.2`         | sampling temperature                                      |
+| `CLARA_LLM_TEMPERATURE`          | (per task)    | sampling temperature for every task; unset: captions 0.2, QA synthesis 0.7 |
 | `CLARA_LLM_PRICE_INPUT_PER_1M`   | (unset)       | price per 1M prompt tokens, for the cost report           |
 | `CLARA_LLM_PRICE_OUTPUT_PER_1M`  | (unset)       | price per 1M completion tokens                            |
 
@@ -70,13 +70,14 @@ class LLMConfig:
     timeout_s: float = 60.0
     max_retries: int = 6  # transient failures (429, 5xx, timeouts, connection) of one request
     max_reasks: int = 2  # invalid or truncated answers of one item
-    temperature: float = 0.2  # low: captions and QA should follow the source, not vary from run to run
+    temperature: float | None = None  # None: each task's own (captions 0.2: follow the figure; QA 0.7: varied questions)
     price_input_per_1m: float | None = None
     price_output_per_1m: float | None = None
     backoff_base_s: float = 0.5  # first backoff ceiling; doubles per retry (full jitter below it)
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0  # a longer Retry-After is obeyed up to this, with a warning
     embedding_batch_size: int = 64  # texts per embeddings request
+    unreachable_after_s: float = 10.0  # the circuit breaker gives up on an endpoint that answers nothing this long
 
     def __post_init__(self) -> None:
         _check_url(self.base_url, "LLMConfig.base_url")
@@ -91,7 +92,10 @@ class LLMConfig:
         _check(self.timeout_s > 0, "LLMConfig.timeout_s", self.timeout_s, "a number of seconds > 0")
         _check(self.max_retries >= 0, "LLMConfig.max_retries", self.max_retries, "an integer >= 0")
         _check(self.max_reasks >= 0, "LLMConfig.max_reasks", self.max_reasks, "an integer >= 0")
-        _check(0 <= self.temperature <= 2, "LLMConfig.temperature", self.temperature, "a number in 0..2")
+        if self.temperature is not None:
+            _check(0 <= self.temperature <= 2, "LLMConfig.temperature", self.temperature, "a number in 0..2, or None")
+        _check(self.unreachable_after_s >= 0, "LLMConfig.unreachable_after_s", self.unreachable_after_s,
+               "seconds >= 0")
         for name in ("price_input_per_1m", "price_output_per_1m"):
             value = getattr(self, name)
             if value is not None:
@@ -107,6 +111,10 @@ class LLMConfig:
         shown = [f"base_url={self.endpoint!r}"]
         shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in ("base_url", "api_key")]
         return f"LLMConfig({', '.join(shown)})"
+
+    def temperature_for(self, task: str, task_default: float) -> float:
+        """The temperature sent for `task`: the configured one, else the task's own."""
+        return task_default if self.temperature is None else self.temperature
 
     @property
     def vision_model(self) -> str:
@@ -134,7 +142,7 @@ class LLMConfig:
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
             "max_reasks": self.max_reasks,
-            "temperature": self.temperature,
+            "temperature": "per task" if self.temperature is None else self.temperature,
         }
 
     @classmethod

@@ -26,24 +26,28 @@ class FailureKind:
 class LLMError(Exception):
     """An item that could not be completed. str() says what, for which item and after how many tries."""
 
-    def __init__(self, kind: str, message: str, *, attempts: int = 0, status_code: int | None = None):
+    def __init__(self, kind: str, message: str, *, attempts: int = 0, status_code: int | None = None,
+                 parked: bool = False):
         self.kind = kind
         self.message = message
         self.attempts = attempts
         self.status_code = status_code
+        self.parked = parked  # True: failed in an earlier run and not asked again (see cache.py)
         super().__init__(message)
 
 
 @dataclass(frozen=True)
 class ItemFailure:
-    """One item of a batch that has no output, and why. The item is retried on the next run (not cached)."""
+    """One item of a batch that has no output, and why. Transient failures are retried on the next run;
+    an item whose answers never validated is parked (`parked` True from the next run on) until retried."""
 
     key: str
     kind: str
     message: str
     attempts: int = 0
     status_code: int | None = None
+    parked: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {"key": self.key, "kind": self.kind, "message": self.message, "attempts": self.attempts,
-                "status_code": self.status_code}
+                "status_code": self.status_code, "parked": self.parked}

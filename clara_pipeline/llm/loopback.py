@@ -16,6 +16,10 @@ Latency is the whole time to answer (reading the request and making the answer i
 await `asyncio.sleep`, so many requests wait at once. Faults, drawn per request (`FaultPlan`): a script
 for the first requests in arrival order, then random rates from a seeded generator.
 
+`reasoning_model=True` answers like OpenAI's o-series: a request with `max_tokens`, or a temperature other
+than 1, gets the same 400 as there. `StalledServer` accepts connections and never answers (a hung process);
+`closed_port()` gives a port nobody listens on.
+
 `LoopbackProcess` runs the same server in a child process (for benchmarks); from a shell,
 `python -m clara_pipeline.llm.loopback --latency 0.2` prints `LISTENING <base url>` and serves until
 interrupted (point `CLARA_LLM_BASE_URL` at it to run the pipeline through HTTP without a real endpoint).
@@ -115,14 +119,19 @@ class LoopbackStats:
     max_in_flight: int = 0
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each request
     auth_failures: int = 0
+    temperatures: Counter[str] = field(default_factory=Counter)  # "task:temperature" ("task:none" if absent)
+    token_parameters: Counter[str] = field(default_factory=Counter)  # "max_tokens" / "max_completion_tokens"
+    models_probes: int = 0  # GET /v1/models
 
 
 class LoopbackServer:
     """The server, on a thread, on an ephemeral port of 127.0.0.1. Use as a context manager."""
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPlan | None = None, reject_json_schema: bool = False,
-                 reject_json_object: bool = False, api_key: str | None = None, embedding_dim: int = 256):
+                 reject_json_object: bool = False, api_key: str | None = None, embedding_dim: int = 256,
+                 reasoning_model: bool = False):
         self.latency_s = latency_s
+        self.reasoning_model = reasoning_model
         self.faults = faults or FaultPlan()
         self.reject_json_schema = reject_json_schema
         self.reject_json_object = reject_json_object
@@ -232,6 +241,19 @@ class LoopbackServer:
             fmt = (body.get("response_format") or {}).get("type", "none")
             with self._lock:
                 self.stats.by_response_format[fmt] += 1
+                self.stats.temperatures[f"{task}:{body.get('temperature', 'none')}"] += 1
+                for name in ("max_tokens", "max_completion_tokens"):
+                    if name in body:
+                        self.stats.token_parameters[name] += 1
+            if self.reasoning_model and "max_tokens" in body:
+                await self._wait(started)
+                return _error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                                   "'max_completion_tokens' instead.", "unsupported_parameter", param="max_tokens")
+            if self.reasoning_model and body.get("temperature", 1) != 1:
+                await self._wait(started)
+                return _error(400, f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                                   "this model. Only the default (1) value is supported.", "unsupported_value",
+                              param="temperature")
             if (fmt == "json_schema" and self.reject_json_schema) or (fmt == "json_object" and self.reject_json_object):
                 await self._wait(started)
                 return _error(400, f"response_format type '{fmt}' is not supported by this server.",
@@ -294,6 +316,8 @@ class LoopbackServer:
                                  "max_in_flight": stats.max_in_flight, "auth_failures": stats.auth_failures})
 
     async def _models(self, request: Request) -> Response:
+        with self._lock:
+            self.stats.models_probes += 1
         return JSONResponse({"object": "list", "data": [{"id": "loopback", "object": "model", "owned_by": "clara"}]})
 
     async def _http_fault(self, fault: str) -> Response:
@@ -315,6 +339,57 @@ class LoopbackServer:
         while time.monotonic() < deadline and not self._stopping:
             await asyncio.sleep(0.02)
         return _error(504, "Gateway timeout (injected, after hanging).", "timeout")
+
+
+class StalledServer:
+    """A TCP listener on 127.0.0.1 that accepts every connection and never answers: a hung server.
+
+        with StalledServer() as server:
+            config = LLMConfig(base_url=server.url, ...)
+            server.connections  # how many connections were accepted
+    """
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(128)
+        self._socket.settimeout(0.1)
+        self.port = self._socket.getsockname()[1]
+        self.connections = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name=f"stalled-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            self._held.append(conn)  # kept open, never read from or written to
+
+    def __enter__(self) -> "StalledServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._socket.close()
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (bound once to get a free number, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # -- answers ---------------------------------------------------------------------------------------------

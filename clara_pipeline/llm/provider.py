@@ -48,8 +48,9 @@ class EndpointProvider:
     kind = "openai-compatible"
 
     def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None, caption_task: CaptionTask = CAPTION,
-                 synthesis_task: ChunkSynthesisTask = CHUNK_SYNTHESIS, seed: int | None = None):
-        self.client = LLMClient(config, cache=cache, seed=seed)
+                 synthesis_task: ChunkSynthesisTask = CHUNK_SYNTHESIS, retry_failed: bool = False,
+                 seed: int | None = None):
+        self.client = LLMClient(config, cache=cache, retry_failed=retry_failed, seed=seed)
         self.caption_task = caption_task
         self.synthesis_task = synthesis_task
 
@@ -90,10 +91,13 @@ class EndpointProvider:
 
 
 @asynccontextmanager
-async def open_provider(config: LLMConfig | None, *, cache_path: Path | None = None,
+async def open_provider(config: LLMConfig | None, *, cache_path: Path | None = None, retry_failed: bool = False,
                         seed: int | None = None) -> AsyncIterator[Provider]:
     """The endpoint provider for `config` (with a response cache at `cache_path`, if given), or the
-    offline provider when `config` is None. Closes the HTTP client and the cache on exit."""
+    offline provider when `config` is None. Closes the HTTP client and the cache on exit.
+
+    `retry_failed` asks again for items parked in the cache by an earlier run (see cache.py); by default
+    they are reported as failed without a request."""
     if config is None:
         provider: Provider = OfflineProvider()
         try:
@@ -102,7 +106,7 @@ async def open_provider(config: LLMConfig | None, *, cache_path: Path | None = N
             await provider.aclose()
         return
     cache = ResponseCache(cache_path) if cache_path is not None else None
-    provider = EndpointProvider(config, cache=cache, seed=seed)
+    provider = EndpointProvider(config, cache=cache, retry_failed=retry_failed, seed=seed)
     try:
         yield provider
     finally:
@@ -111,20 +115,28 @@ async def open_provider(config: LLMConfig | None, *, cache_path: Path | None = N
             cache.close()
 
 
-def run_captions(items: Mapping[str, CaptionInput], *, config: LLMConfig | None,
-                 cache_path: Path | None = None) -> BatchResult[Caption]:
-    """Synchronous `caption_batch` in a fresh event loop (for asset bodies; not inside a running loop)."""
+def run_captions(items: Mapping[str, CaptionInput], *, config: LLMConfig | None, cache_path: Path | None = None,
+                 retry_failed: bool = False) -> BatchResult[Caption]:
+    """Synchronous `caption_batch` in a fresh event loop (for asset bodies; not inside a running loop).
+
+    Raises:
+        EndpointUnreachable: the endpoint answered nothing (one message for the whole batch).
+    """
     async def main() -> BatchResult[Caption]:
-        async with open_provider(config, cache_path=cache_path) as provider:
+        async with open_provider(config, cache_path=cache_path, retry_failed=retry_failed) as provider:
             return await provider.caption_batch(items)
     return asyncio.run(main())
 
 
-def run_chunk_synthesis(items: Mapping[str, ChunkInput], *, config: LLMConfig | None,
-                        cache_path: Path | None = None) -> BatchResult[ChunkSynthesis]:
-    """Synchronous `synthesize_batch` in a fresh event loop (for asset bodies; not inside a running loop)."""
+def run_chunk_synthesis(items: Mapping[str, ChunkInput], *, config: LLMConfig | None, cache_path: Path | None = None,
+                        retry_failed: bool = False) -> BatchResult[ChunkSynthesis]:
+    """Synchronous `synthesize_batch` in a fresh event loop (for asset bodies; not inside a running loop).
+
+    Raises:
+        EndpointUnreachable: the endpoint answered nothing (one message for the whole batch).
+    """
     async def main() -> BatchResult[ChunkSynthesis]:
-        async with open_provider(config, cache_path=cache_path) as provider:
+        async with open_provider(config, cache_path=cache_path, retry_failed=retry_failed) as provider:
             return await provider.synthesize_batch(items)
     return asyncio.run(main())
 

@@ -98,3 +98,29 @@ def is_response_format_rejection(exc: BaseException) -> bool:
         return True
     text = f"{exc.message} {exc.body}".lower()
     return any(word in text for word in ("response_format", "json_schema", "json_object", "structured output"))
+
+
+# Parameters reasoning models (OpenAI's o-series and newer) refuse, and what the client does instead.
+ADAPTABLE_PARAMETERS = ("max_tokens", "temperature")
+
+
+def refused_parameter(exc: BaseException) -> str | None:
+    """"max_tokens" or "temperature" when a 400 says the model does not take that parameter (or that value
+    of it), else None.
+
+    OpenAI answers `max_tokens` on a reasoning model with param "max_tokens" and "Use 'max_completion_tokens'
+    instead", and a temperature other than 1 with param "temperature" and "Only the default (1) value is
+    supported"; servers that leave `param` empty are recognised by those words in the message.
+    """
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+        return None
+    param = (exc.param or "").strip()
+    if param in ADAPTABLE_PARAMETERS:
+        return param
+    text = f"{exc.message} {exc.body}".lower()
+    if "max_completion_tokens" in text and "max_tokens" in text.replace("max_completion_tokens", ""):
+        return "max_tokens"
+    if "temperature" in text and any(word in text for word in ("unsupported", "not supported", "does not support",
+                                                               "only the default")):
+        return "temperature"
+    return None

@@ -78,6 +78,7 @@ class Task(Protocol[I, O]):
     prompt_version: str
     output_model: type[O]
     max_tokens: int
+    temperature: float  # unless LLMConfig.temperature overrides it
     vision: bool  # True: sent to the vision model
 
     def cache_input(self, item: I) -> dict[str, Any]:
@@ -227,6 +228,7 @@ class CaptionTask:
     prompt_version: str = CAPTION_PROMPT_VERSION
     output_model: type[Caption] = Caption
     max_tokens: int = 1500
+    temperature: float = 0.2  # low: a caption describes the figure, it should not vary from run to run
     vision: bool = True
     context_chars: int = 1200  # of text before/after the figure put in the prompt
 
@@ -419,6 +421,7 @@ class ChunkSynthesisTask:
     prompt_version: str = SYNTHESIS_PROMPT_VERSION
     output_model: type[ChunkSynthesis] = ChunkSynthesis
     max_tokens: int = 3000
+    temperature: float = 0.7  # as the reference pipeline: varied questions across chunks and runs
     vision: bool = False
 
     def cache_input(self, item: ChunkInput) -> dict[str, Any]:

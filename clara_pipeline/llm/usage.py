@@ -21,6 +21,7 @@ class UsageStats:
     cache_hits: int = 0
     items_ok: int = 0
     items_failed: int = 0
+    items_parked: int = 0  # failed items not asked again: parked by an earlier run (a subset of items_failed)
     reasks: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -55,6 +56,7 @@ class UsageStats:
             cache_hits=self.cache_hits - earlier.cache_hits,
             items_ok=self.items_ok - earlier.items_ok,
             items_failed=self.items_failed - earlier.items_failed,
+            items_parked=self.items_parked - earlier.items_parked,
             reasks=self.reasks - earlier.reasks,
             prompt_tokens=self.prompt_tokens - earlier.prompt_tokens,
             completion_tokens=self.completion_tokens - earlier.completion_tokens,
@@ -72,6 +74,7 @@ class UsageStats:
             "cache_hits": self.cache_hits,
             "items_ok": self.items_ok,
             "items_failed": self.items_failed,
+            "items_parked": self.items_parked,
             "retries": self.retries,
             "retries_by_cause": dict(sorted(self.retries_by_cause.items())),
             "reasks": self.reasks,

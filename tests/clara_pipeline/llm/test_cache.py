@@ -11,7 +11,7 @@ def put(cache: ResponseCache, key: str, output) -> None:
 
 def test_round_trip_and_first_writer_wins(tmp_path):
     with ResponseCache(tmp_path / "c.sqlite") as cache:
-        key = cache_key("caption", "http://h/v1", "m", "v1", {"image_sha256": "ab" * 32})
+        key = cache_key("caption", "m", "v1", {"image_sha256": "ab" * 32})
         assert cache.get(key) is None
         put(cache, key, {"title": "first", "n": [1, 2]})
         put(cache, key, {"title": "second"})
@@ -25,14 +25,38 @@ def test_round_trip_and_first_writer_wins(tmp_path):
 
 
 def test_key_covers_task_model_version_and_input():
-    base = cache_key("caption", "http://h/v1", "m", "v1", {"a": 1, "b": 2})
-    assert base == cache_key("caption", "http://h/v1", "m", "v1", {"b": 2, "a": 1})  # canonical: key order does not matter
-    for other in (cache_key("synth", "http://h/v1", "m", "v1", {"a": 1, "b": 2}),
-                  cache_key("caption", "http://h/v1", "m2", "v1", {"a": 1, "b": 2}),
-                  cache_key("caption", "http://h/v1", "m", "v2", {"a": 1, "b": 2}),
-                  cache_key("caption", "http://h/v1", "m", "v1", {"a": 1, "b": 3}),
-                  cache_key("caption", "http://other/v1", "m", "v1", {"a": 1, "b": 2})):
+    base = cache_key("caption", "m", "v1", {"a": 1, "b": 2})
+    assert base == cache_key("caption", "m", "v1", {"b": 2, "a": 1})  # canonical: key order does not matter
+    for other in (cache_key("synth", "m", "v1", {"a": 1, "b": 2}),
+                  cache_key("caption", "m2", "v1", {"a": 1, "b": 2}),
+                  cache_key("caption", "m", "v2", {"a": 1, "b": 2}),
+                  cache_key("caption", "m", "v1", {"a": 1, "b": 3})):
         assert other != base
+
+
+def test_parked_failures_are_kept_replaced_and_removed(tmp_path):
+    key = cache_key("chunk_synthesis", "m", "v1", {"text": "x"})
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        assert cache.parked(key) is None and cache.count_parked() == 0
+        cache.park(key, task="chunk_synthesis", model="m", prompt_version="v1", kind="invalid_output",
+                   message="first", attempts=3)
+        cache.park(key, task="chunk_synthesis", model="m", prompt_version="v1", kind="truncated",
+                   message="second", attempts=3)
+        assert (cache.parked(key).kind, cache.parked(key).message) == ("truncated", "second")
+        assert cache.count_parked("chunk_synthesis") == 1 and cache.count_parked("caption") == 0
+    with ResponseCache(tmp_path / "c.sqlite") as cache:  # on disk
+        assert cache.parked(key).attempts == 3
+        cache.unpark(key)
+        assert cache.parked(key) is None
+
+
+def test_a_version_1_file_gains_the_failures_table(tmp_path):
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, task TEXT NOT NULL, endpoint TEXT NOT NULL, "
+                   "model TEXT NOT NULL, prompt_version TEXT NOT NULL, output TEXT NOT NULL, prompt_tokens INTEGER "
+                   "NOT NULL, completion_tokens INTEGER NOT NULL, created_at REAL NOT NULL)")
+    with ResponseCache(tmp_path / "old.sqlite") as cache:
+        assert cache.count_parked() == 0
 
 
 def test_wal_mode(tmp_path):
@@ -45,7 +69,7 @@ def _writer(path: str, worker: int, n: int) -> None:
     with ResponseCache(path) as cache:
         for i in range(n):
             # Half the keys are shared by every worker (two runs computing the same answer), half are own.
-            key = cache_key("t", "http://h/v1", "m", "v", {"i": i} if i % 2 else {"worker": worker, "i": i})
+            key = cache_key("t", "m", "v", {"i": i} if i % 2 else {"worker": worker, "i": i})
             put(cache, key, {"worker": worker, "i": i})
             assert cache.get(key) is not None
 

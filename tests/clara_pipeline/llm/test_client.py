@@ -267,3 +267,60 @@ def test_endpoint_provider_can_be_used_directly(loopback):
     caption, synthesis, described = asyncio.run(main())
     assert caption.title and len(synthesis.qa_pairs) == 4
     assert described["provider"] == "openai-compatible" and described["caption_prompt_version"] == "caption-v1"
+
+
+def test_the_endpoint_is_not_in_the_cache_key_so_localhost_and_127_0_0_1_share_answers(loopback, tmp_path):
+    server = loopback()
+    cache = tmp_path / "c.sqlite"
+    first = run_chunk_synthesis(chunks(3), config=fast_config(server), cache_path=cache)
+    assert first.usage.http_requests == 3
+    other_name = fast_config(server, base_url=server.url.replace("127.0.0.1", "localhost"))
+    again = run_chunk_synthesis(chunks(3), config=other_name, cache_path=cache)
+    assert (again.usage.http_requests, again.usage.cache_hits, len(again.outputs)) == (0, 3, 3)
+
+
+def test_each_task_has_its_temperature_unless_one_is_configured(loopback):
+    server = loopback()
+    run_captions(images(1), config=fast_config(server))
+    run_chunk_synthesis(chunks(1), config=fast_config(server))
+    assert server.stats.temperatures == {"caption:0.2": 1, "chunk_synthesis:0.7": 1}
+    server.reset_stats()
+    run_chunk_synthesis(chunks(1), config=fast_config(server, temperature=0.1))
+    assert server.stats.temperatures == {"chunk_synthesis:0.1": 1}
+
+
+def test_a_reasoning_model_gets_max_completion_tokens_and_no_temperature(loopback):
+    server = loopback(reasoning_model=True)
+    result = run_chunk_synthesis(chunks(4), config=fast_config(server, max_concurrency=1))
+    assert len(result.outputs) == 4 and not result.failures
+    # two refusals (max_tokens, then temperature) on the first item; the model is remembered after that
+    assert server.stats.total == 4 + 2
+    assert server.stats.temperatures["chunk_synthesis:none"] == 4
+    assert server.stats.token_parameters["max_completion_tokens"] == 5
+
+
+def test_an_item_that_failed_validation_is_parked_and_not_paid_for_again(loopback, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    broken = loopback(faults=FaultPlan(rates={"malformed": 1.0}))
+    first = run_chunk_synthesis(chunks(2), config=fast_config(broken, max_reasks=1), cache_path=cache)
+    assert first.failures_by_kind() == {"invalid_output": 2} and first.parked == 0
+    assert broken.stats.total == 4
+    good = loopback()
+    second = run_chunk_synthesis(chunks(2), config=fast_config(good), cache_path=cache)
+    assert good.stats.total == 0 and second.parked == 2 and second.metadata()["parked"] == 2
+    assert second.usage.items_parked == 2
+    assert "retry_failed" in second.failures["chunk-0"].message
+    retried = run_chunk_synthesis(chunks(2), config=fast_config(good), cache_path=cache, retry_failed=True)
+    assert len(retried.outputs) == 2 and good.stats.total == 2
+    with ResponseCache(cache) as opened:
+        assert opened.count_parked() == 0
+
+
+def test_outages_and_request_errors_are_never_parked(loopback, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    server = loopback(faults=FaultPlan(script=["bad_request", "server_error", "server_error"]))
+    result = run_chunk_synthesis(chunks(2), config=fast_config(server, max_retries=1, max_concurrency=1),
+                                 cache_path=cache)
+    assert result.failures_by_kind() == {"http_error": 1, "server_error": 1}
+    with ResponseCache(cache) as opened:
+        assert opened.count_parked() == 0
