@@ -3,7 +3,9 @@
 Matching is deliberately blunt in one direction. A negative document that contains the answer teaches the
 model that the answer is not there (a false negative, reference W-8), while skipping a harmless candidate
 only costs a slightly less hard negative; so when in doubt, `contains_answer` says yes. The one place it is
-strict is numbers: "5" must not hit "15", or every chunk with a year or a part number would be skipped.
+strict is numbers: "5" must not hit "15", or every chunk with a year or a part number would be skipped. That
+holds for answers that are a number with at most a short unit ("5", "24 V", "5个"); in an answer whose words
+carry it ("2 Lockout/tagout"), the number may continue one of the text's ("2.2 Lockout/tagout" contains it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ _MATCH_TOKEN = re.compile(rf"[{CJK_CHARS}]|\d+(?:,\d{{3}})*(?:\.\d+)?|[^\W\d_{CJ
 _LATIN_WORD = re.compile(r"[a-z]+")
 
 SHORT_WORD_ANSWER = 3  # an answer of at most this many Latin letters ("on", "A") matches whole words only
+# An answer with more letters than this besides its digits is matched by its words: its numbers may continue
+# a longer number of the text (section "2 Lockout/tagout" in "2.2 Lockout/tagout"); "24V" or "5个" may not.
+NUMBER_ANSWER_MAX_LETTERS = 3
 
 
 def fold(text: str) -> str:
@@ -63,8 +68,10 @@ class AnswerMatcher:
 
     The answer matches where its tokens occur in a row among the text's tokens, or where its squashed form
     occurs in the text's squashed form without starting or ending inside a longer number (answer "5" does
-    not match "15", "1.5" or "5,000"). An answer of at most `SHORT_WORD_ANSWER` Latin letters matches whole
-    words only ("on" does not match "button"). Chinese numerals ("五") are not equated with digits.
+    not match "15", "1.5" or "5,000"), unless letters other than digits make up most of it (more than
+    `NUMBER_ANSWER_MAX_LETTERS`: "2 Lockout/tagout" matches "2.2 Lockout/tagout"). An answer of at most
+    `SHORT_WORD_ANSWER` Latin letters matches whole words only ("on" does not match "button"). Chinese
+    numerals ("五") are not equated with digits.
     """
 
     def __init__(self, answer: str):
@@ -75,6 +82,7 @@ class AnswerMatcher:
         self._tokens = f" {' '.join(match_tokens(answer))} "
         # An answer of punctuation or symbols only ("+", "—") squashes to nothing; compare folded text instead.
         self._raw = "" if self._squashed else "".join(fold(answer).split())
+        self._numbers_strict = sum(not c.isdigit() for c in self._squashed) <= NUMBER_ANSWER_MAX_LETTERS
 
     def found_in(self, text: MatchableText | str) -> bool:
         if isinstance(text, str):
@@ -85,7 +93,11 @@ class AnswerMatcher:
             return True
         # Squashing joins neighbouring numbers ("in 2021, 5 units" -> "20215units"), which is why the token
         # match above comes first: it is what finds "5" there.
-        return not self._word and _occurs_outside_numbers(self._squashed, text.squashed)
+        if self._word:
+            return False
+        if not self._numbers_strict:
+            return self._squashed in text.squashed
+        return _occurs_outside_numbers(self._squashed, text.squashed)
 
 
 def contains_answer(text: str, answer: str) -> bool:

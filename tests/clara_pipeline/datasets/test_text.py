@@ -18,6 +18,10 @@ from clara_pipeline.datasets.text import AnswerMatcher, MatchableText, contains_
     ("Voltage 11.5 V", "1.5V", False),
     ("Voltage 1.5 V", "1.5V", True),
     ("Founded in 2012年", "2012", True),
+    # an answer carried by its words: its number may continue the text's (a section "2" in "2.2")
+    ("2.2 Lockout/tagout: isolate the supply.", "2 Lockout/tagout", True),
+    ("12 pumps are on site", "2 pumps", True),
+    ("第15章 安全规定", "5章", False),
     # full-width and half-width forms are one
     ("共５个接口", "5个", True),
     ("共15个接口", "5个", False),
