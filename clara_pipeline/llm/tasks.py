@@ -23,6 +23,7 @@ import pydantic
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from ..storage import sha256_bytes
+from .language import contains_language, written_in
 from .vision import VISION_PREP_VERSION, VisionLimits, prepare_image
 
 I = TypeVar("I")
@@ -34,32 +35,7 @@ SYNTHESIS_PROMPT_VERSION = "synthesis-v1"  # bump when the synthesis prompt, rul
 LANGS = ("en", "zh", "und")
 _LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
 
-# -- language --------------------------------------------------------------------------------------------
-
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_RE = re.compile(r"[A-Za-z]")
-
-
-def written_in(text: str) -> str | None:
-    """"zh" or "en", the dominant script of `text`, or None when it has too few letters to tell (numbers,
-    units, short codes). A CJK character carries about as much as two Latin letters, and is weighted so."""
-    cjk = 2 * len(_CJK_RE.findall(text))
-    latin = len(_LATIN_RE.findall(text))
-    if cjk + latin < 8:
-        return None
-    return "zh" if cjk >= latin else "en"
-
-
-def contains_language(text: str, lang: str) -> bool:
-    """Whether `text` is substantially written in `lang`: 4+ CJK characters, or 3+ English words.
-
-    A cross-lingual question often quotes a name or a phrase of the source language; it must contain the
-    other language, not be purely in it.
-    """
-    if lang == "zh":
-        return len(_CJK_RE.findall(text)) >= 4
-    return len(re.findall(r"[A-Za-z]{2,}", text)) >= 3
-
+# -- language (see language.py) --------------------------------------------------------------------------
 
 def other_language(lang: str) -> str:
     return {"en": "zh", "zh": "en"}[lang]
