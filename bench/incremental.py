@@ -67,7 +67,7 @@ def write_document(raw: Path, i: int, rng: random.Random) -> None:
 def run_pipeline(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings) -> tuple[float, list[str]]:
     """Per-document runs for new partitions, then the synthesis job; returns (seconds, new partition keys)."""
     started = time.perf_counter()
-    added, _ = sync_partitions(instance, settings)
+    added = sync_partitions(instance, settings).add
     job = defs.resolve_job_def("ingest_documents")
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     for key in added:

@@ -58,11 +58,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from .ingest import ExtractionError, extract_document
     from .storage import ImageStore, hash_only_sink
 
+    from .ingest.rawfiles import printable
+
     sink = ImageStore(args.images_dir).put if args.images_dir else hash_only_sink
+    # The file named on the command line is read where it is, through a link if it is one (the user chose it);
+    # its folder is the root that Markdown images may not leave.
+    path = Path(os.path.realpath(args.file)) if os.path.islink(args.file) else Path(os.path.abspath(args.file))
     try:
-        document = extract_document(args.file, sink=sink)
-    except ExtractionError as exc:
-        print(f"clara extract: {exc}", file=sys.stderr)
+        document = extract_document(path, sink=sink)
+    except ExtractionError as exc:  # named as the user typed it, not by its base name
+        print(f"clara extract: {printable(str(args.file))}: {exc.reason}", file=sys.stderr)
         return 1
     json.dump(document.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
     print()
@@ -70,6 +75,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    _quiet_dagster_previews()
     from .pipeline import run_main
 
     settings = Settings.from_env()
@@ -95,6 +101,16 @@ def _cmd_dev(args: argparse.Namespace) -> int:
           flush=True)
     os.execvpe(command[0], command, env)
     return 0  # not reached
+
+
+def _quiet_dagster_previews() -> None:
+    """Dagster warns, with a source line, that partitioned asset checks are a preview feature, once per check:
+    noise in a command's output that the user can do nothing about."""
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def _limit_gpu_pool() -> None:

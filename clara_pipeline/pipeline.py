@@ -23,7 +23,8 @@ from .definitions import build_definitions
 from .defs.partitions import documents_partitions
 from .defs.training import TrainingSettings, ensure_gpu_pool_limit, training_assets
 from .ingest.service import cache_key, load_extracted
-from .ingest.sources import plan_partitions, scan_folder
+from .ingest.rawfiles import printable
+from .ingest.sources import PartitionPlan, ScanResult, plan_partitions, scan_folder, skipped_lines
 from .llm.tasks import CAPTION
 from .settings import Settings, ensure_dagster_home
 from .training.base_model import CPU_BASE
@@ -33,34 +34,56 @@ from .training.watch import TrainingWatcher
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def sync_partitions(instance: dg.DagsterInstance, settings: Settings) -> tuple[list[str], list[str]]:
-    """Adds and deletes `documents` partitions to match the raw folder; returns (added, deleted)."""
-    scan = scan_folder(settings.raw_data, hash_budget_s=float("inf"), settle_s=0.0)
+def scan_raw_folder(settings: Settings) -> ScanResult:
+    """Every file of the raw folder hashed now (no settling time: `clara run` is started by hand)."""
+    return scan_folder(settings.raw_data, hash_budget_s=float("inf"), settle_s=0.0,
+                       allow_links=settings.allow_links_inside_raw)
+
+
+def sync_partitions(instance: dg.DagsterInstance, settings: Settings, scan: ScanResult | None = None) -> PartitionPlan:
+    """Adds and deletes `documents` partitions to match the raw folder, as `raw_data_sensor` does (removals
+    are held back when too many documents are gone at once); returns the plan it applied."""
+    scan = scan if scan is not None else scan_raw_folder(settings)
     existing = set(instance.get_dynamic_partitions(documents_partitions.name))
-    plan = plan_partitions(scan, existing, max_new=sys.maxsize)
+    plan = plan_partitions(scan, existing, max_new=sys.maxsize, max_remove_share=settings.max_remove_share)
     if plan.add:
         instance.add_dynamic_partitions(documents_partitions.name, plan.add)
     for key in plan.delete:
         instance.delete_dynamic_partition(documents_partitions.name, key)
-    return plan.add, plan.delete
+    return plan
 
 
 def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train: bool = True,
              compression_rate: str = "32", max_steps: int = 30) -> int:
     """Runs the pipeline on every document, then trains and evaluates at `compression_rate` (unless `train` is
     False); returns 0 when all succeeded, 1 when anything failed."""
+    raw = printable(str(settings.raw_data))
     if not settings.raw_data.is_dir():
-        print(f"clara run: the raw-data folder {settings.raw_data} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
+        print(f"clara run: the raw-data folder {raw} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
+        return 2
+    scan = scan_raw_folder(settings)
+    for line in skipped_lines(scan):
+        print(f"  skipped     {line}", file=out)
+    if not scan.files:
+        # An empty folder is often an unmounted share: it must not remove every document.
+        print(f"clara run: the raw-data folder {raw} holds no documents"
+              + (f" ({len(scan.skipped)} entries skipped, see above)" if scan.skipped else "")
+              + "; nothing to ingest, and no document partition was removed. Check that the folder (or the share "
+              "it lives on) is mounted, or set CLARA_RAW_DATA.", file=sys.stderr)
         return 2
     os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings.dagster_home))
     # Without --verbose the trainer's log lines go to each run's train.log only, not to the terminal.
     defs = build_definitions(settings, resources=None if verbose else {
         "training": TrainingSettings.from_env(echo_trainer_output=False)})
     instance = dg.DagsterInstance.get()
-    added, deleted = sync_partitions(instance, settings)
-    keys = sorted(instance.get_dynamic_partitions(documents_partitions.name))
+    plan = sync_partitions(instance, settings, scan)
+    # A held-back partition keeps its artifacts (and its place in the corpus) but has no file to ingest.
+    keys = sorted(set(instance.get_dynamic_partitions(documents_partitions.name)) - set(plan.held_back))
     llm = defs.resources["llm"]
-    print(f"raw data: {settings.raw_data} ({len(keys)} documents; {len(added)} new, {len(deleted)} removed)", file=out)
+    print(f"raw data: {raw} ({len(keys)} documents; {len(plan.add)} new, {len(plan.delete)} removed"
+          + (f", {len(scan.skipped)} entries skipped" if scan.skipped else "") + ")", file=out)
+    if plan.held_back:
+        print(f"  held back   {plan.message}", file=out)
     print(f"artifacts: {settings.artifacts}\nDAGSTER_HOME: {settings.dagster_home}", file=out)
     print("LLM: " + ("offline stand-in (set CLARA_LLM_BASE_URL for a real endpoint)" if llm.offline
                      else f"{llm.base_url} ({llm.model}, vision {llm.vlm_model or llm.model})"), file=out)
@@ -68,11 +91,12 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
     run_config = None if verbose else _QUIET
     tags = {"clara/launched_by": "clara run"}
     started = time.perf_counter()
-    failures = 0
+    failures = up_to_date = 0
     job = defs.resolve_job_def("ingest_documents")
     for key in keys:
         if _document_up_to_date(defs, key):
             print(f"  up to date  {key}", file=out)
+            up_to_date += 1
             continue
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
                                         run_config=run_config, tags=tags)
@@ -83,12 +107,14 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
                   f"{len(document.images)} figures, {len(document.warnings)} warnings", file=out)
         else:
             failures += 1
-            print(f"  FAILED      {key}: {failure_reason(result)}", file=out)
+            print(f"  FAILED      {key}: {printable(failure_reason(result), backslash=False)}", file=out)
         if print_failed_checks(result, out, indent="              ") and result.success:
             failures += 1  # a failed ERROR check that does not block the run still fails the document
-    print(f"{len(keys) - failures}/{len(keys)} documents ingested in {time.perf_counter() - started:.1f} s"
-          + (f"; {failures} failed (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
-    if failures == len(keys):
+    counts = [f"{len(keys) - up_to_date - failures} ingested"] + [f"{up_to_date} up to date"] * bool(up_to_date) \
+        + [f"{failures} failed"] * bool(failures)
+    print(f"{len(keys)} documents: {', '.join(counts)} in {time.perf_counter() - started:.1f} s"
+          + (" (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
+    if keys and failures == len(keys):
         return 1
 
     started = time.perf_counter()
@@ -214,7 +240,8 @@ def print_failed_checks(result, out, *, indent: str = "  ") -> int:
         errors += check.severity is dg.AssetCheckSeverity.ERROR
         partition = check.partition or result.dagster_run.tags.get("dagster/partition")
         print(f"{indent}check {check.asset_key.to_user_string()}{f'[{partition}]' if partition else ''} "
-              f"{check.check_name} ({check.severity.value}): {check_summary(check)}", file=out)
+              f"{check.check_name} ({check.severity.value}): {printable(check_summary(check), backslash=False)}",
+              file=out)
     return errors
 
 

@@ -5,6 +5,11 @@
 | `CLARA_RAW_DATA`  | `./raw_data`     | the folder of documents to ingest (scanned recursively)    |
 | `CLARA_ARTIFACTS` | `./artifacts`    | everything the pipeline writes                              |
 | `DAGSTER_HOME`    | `./dagster_home` | the Dagster instance (runs, events, sensor cursors); SQLite |
+| `CLARA_ALLOW_LINKS_INSIDE_RAW` | `0` | `1`: read symbolic links whose target lies inside the raw folder (others are always skipped) |
+| `CLARA_MAX_FILE_MB`    | `200`  | a PDF, DOCX or image larger than this is not read                      |
+| `CLARA_MAX_TEXT_MB`    | `32`   | a .txt or .md file larger than this is not read                        |
+| `CLARA_MAX_ARCHIVE_MB` | `1024` | memory a DOCX may take once inflated and parsed (zip-bomb guard)       |
+| `CLARA_MAX_REMOVE_SHARE` | `0.5` | documents gone from the raw folder beyond this share are not removed in one pass |
 
 Relative paths are resolved against the current directory once, when the settings are read.
 """
@@ -14,7 +19,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from .ingest.rawfiles import RawFilePolicy
 
 DAGSTER_YAML = """\
 # Written by clara on first use; edit freely, it is never overwritten.
@@ -40,6 +48,25 @@ class Settings:
     raw_data: Path
     artifacts: Path
     dagster_home: Path
+    allow_links_inside_raw: bool = False
+    max_file_mb: float = 200.0
+    max_text_mb: float = 32.0
+    max_archive_mb: float = 1024.0
+    max_remove_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_mb", "max_text_mb", "max_archive_mb"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{_ENV[name]} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.max_remove_share <= 1:
+            raise ValueError(f"CLARA_MAX_REMOVE_SHARE must be in 0..1, got {self.max_remove_share}")
+
+    def raw_file_policy(self) -> "RawFilePolicy":
+        from .ingest.rawfiles import MB, RawFilePolicy  # not at import: the ingest package loads PyMuPDF
+
+        return RawFilePolicy(allow_links=self.allow_links_inside_raw, max_file_bytes=int(self.max_file_mb * MB),
+                             max_text_bytes=int(self.max_text_mb * MB),
+                             max_archive_memory_bytes=int(self.max_archive_mb * MB))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> "Settings":
@@ -50,11 +77,29 @@ class Settings:
             value = env.get(name) or default
             return (base / Path(value).expanduser()).resolve()
 
+        def number(field: str) -> float:
+            value = env.get(_ENV[field]) or ""
+            if not value:
+                return getattr(cls, field)
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"{_ENV[field]} must be a number, got {value!r}") from None
+
+        links = env.get("CLARA_ALLOW_LINKS_INSIDE_RAW", "").strip().lower()
+        if links not in ("", "0", "1", "false", "true", "no", "yes"):
+            raise ValueError(f"CLARA_ALLOW_LINKS_INSIDE_RAW must be 1 or 0, got {links!r}")
         return cls(
             raw_data=path("CLARA_RAW_DATA", "raw_data"),
             artifacts=path("CLARA_ARTIFACTS", "artifacts"),
             dagster_home=path("DAGSTER_HOME", "dagster_home"),
+            allow_links_inside_raw=links in ("1", "true", "yes"),
+            **{field: number(field) for field in ("max_file_mb", "max_text_mb", "max_archive_mb", "max_remove_share")},
         )
+
+
+_ENV = {"max_file_mb": "CLARA_MAX_FILE_MB", "max_text_mb": "CLARA_MAX_TEXT_MB",
+        "max_archive_mb": "CLARA_MAX_ARCHIVE_MB", "max_remove_share": "CLARA_MAX_REMOVE_SHARE"}
 
 
 def ensure_dagster_home(home: Path) -> Path:

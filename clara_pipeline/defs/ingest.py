@@ -51,7 +51,8 @@ def ingest_document(
     path, sha256 = raw_data.locate(key)
     store = artifacts.store()
     try:
-        outcome = ingest_file(path, root=raw_data.root, key=key, sha256=sha256, store=store, config=extraction.config())
+        outcome = ingest_file(path, root=raw_data.root, key=key, sha256=sha256, store=store, config=extraction.config(),
+                              policy=raw_data.policy())
     except ExtractionError as exc:
         raise dg.Failure(description=str(exc), metadata={"file": exc.path, "cause": exc.reason},
                          allow_retries=False) from None

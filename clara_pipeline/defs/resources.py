@@ -9,24 +9,35 @@ import dagster as dg
 from ..ingest import ExtractionConfig, ImageLimits, PdfOptions
 from ..llm import LLMConfig
 from ..llm import config as llm_env
+from ..ingest.rawfiles import MB, RawFilePolicy
 from ..ingest.sources import SourceNotFound, find_source
 from ..settings import Settings
 from ..storage import ArtifactStore
 
 
 class RawDataFolder(dg.ConfigurableResource):
-    """The folder users drop documents into (`CLARA_RAW_DATA`)."""
+    """The folder users drop documents into (`CLARA_RAW_DATA`), and what may be read from it."""
 
     path: str
+    allow_links: bool = False  # read symbolic links whose target lies inside the folder (CLARA_ALLOW_LINKS_INSIDE_RAW)
+    max_file_mb: float = 200.0  # a PDF, DOCX or image larger than this is not read (CLARA_MAX_FILE_MB)
+    max_text_mb: float = 32.0  # a .txt / .md larger than this is not read (CLARA_MAX_TEXT_MB)
+    max_archive_mb: float = 1024.0  # memory a DOCX may take once inflated and parsed (CLARA_MAX_ARCHIVE_MB)
+    max_remove_share: float = 0.5  # more documents gone than this share: none removed (CLARA_MAX_REMOVE_SHARE)
 
     @property
     def root(self) -> Path:
         return Path(self.path)
 
+    def policy(self) -> RawFilePolicy:
+        return RawFilePolicy(allow_links=self.allow_links, max_file_bytes=int(self.max_file_mb * MB),
+                             max_text_bytes=int(self.max_text_mb * MB),
+                             max_archive_memory_bytes=int(self.max_archive_mb * MB))
+
     def locate(self, partition_key: str) -> tuple[Path, str]:
         """Returns (file, sha256) for a document partition, or fails the step naming the cause."""
         try:
-            return find_source(self.root, partition_key)
+            return find_source(self.root, partition_key, allow_links=self.allow_links)
         except SourceNotFound as exc:
             raise dg.Failure(description=str(exc), metadata={"partition": partition_key, "raw_data": str(self.root)},
                              allow_retries=False) from None
@@ -141,7 +152,9 @@ class SynthesisSettings(dg.ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "raw_data": RawDataFolder(path=str(settings.raw_data)),
+        "raw_data": RawDataFolder(path=str(settings.raw_data), allow_links=settings.allow_links_inside_raw,
+                                  max_file_mb=settings.max_file_mb, max_text_mb=settings.max_text_mb,
+                                  max_archive_mb=settings.max_archive_mb, max_remove_share=settings.max_remove_share),
         "artifacts": ArtifactStoreResource(path=str(settings.artifacts)),
         "extraction": ExtractionSettings(),
         "llm": LLMResource.from_env(),

@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from ..ingest.sources import FileState, plan_partitions, scan_folder
+from ..ingest.sources import FileState, plan_partitions, scan_folder, skipped_lines
 from .jobs import ingest_job
 from .partitions import documents_partitions
 from .resources import RawDataFolder
@@ -32,12 +32,18 @@ def raw_data_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataFolder
     if not raw_data.root.is_dir():
         # A missing (unmounted?) folder must not delete every partition.
         return dg.SensorResult(skip_reason=f"raw-data folder {raw_data.root} does not exist", cursor=context.cursor)
-    scan = scan_folder(raw_data.root, _load_cursor(context.cursor), hash_budget_s=HASH_BUDGET_S)
+    scan = scan_folder(raw_data.root, _load_cursor(context.cursor), hash_budget_s=HASH_BUDGET_S,
+                       allow_links=raw_data.allow_links)
     existing = set(context.instance.get_dynamic_partitions(documents_partitions.name))
-    plan = plan_partitions(scan, existing, max_new=MAX_NEW_PER_TICK)
+    plan = plan_partitions(scan, existing, max_new=MAX_NEW_PER_TICK, max_remove_share=raw_data.max_remove_share)
     if scan.unhashed or plan.deferred:
         context.log.info(f"{len(scan.unhashed)} file(s) not hashed yet and {plan.deferred} new partition(s) "
                          "deferred to the next tick")
+    if scan.skipped:
+        context.log.warning(f"{len(scan.skipped)} entr{'y' if len(scan.skipped) == 1 else 'ies'} of the raw folder "
+                            "not ingested:\n" + "\n".join(skipped_lines(scan)))
+    if plan.held_back:
+        context.log.warning(plan.message)
     requests = []
     if plan.add:
         requests.append(documents_partitions.build_add_request(plan.add))

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .rawfiles import printable
+
 EXTRACTOR_VERSION = "1"  # bump when extraction output changes for the same input (it is the assets' code_version)
 
 MARKER_RE = re.compile(r"\[IMAGE_REF:\s*([A-Za-z0-9_-]+)\]")
@@ -51,7 +53,7 @@ class ExtractionError(Exception):
     def __init__(self, path: str, reason: str):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{printable(self.path)}: {reason}")  # a newline in a file name must not start a line
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-import pymupdf
+# PyMuPDF 2 imports `pymupdf.layout` when it is installed (a dependency it pulls in): ONNX layout models run by
+# onnxruntime, whose telemetry looks up and posts to mobile.events.data.microsoft.com once a model session
+# exists. We never use layout analysis (find_tables(use_layout=False)), so the module is kept from loading at
+# all: a pipeline that reads company documents does not phone home. A `None` entry makes the import fail
+# with ImportError, which PyMuPDF expects when the package is absent.
+sys.modules.setdefault("pymupdf.layout", None)
+import pymupdf  # noqa: E402
 
 from .images import ImageLimits, ImageSkipped, check_dimensions, normalize_image
 from .model import DocumentBuilder, ExtractionError, NormalizedImage
@@ -56,11 +64,16 @@ class _Item:
 
 
 def extract_pdf(data: bytes, name: str, builder: DocumentBuilder, limits: ImageLimits,
-                options: PdfOptions = PdfOptions()) -> str:
+                options: PdfOptions = PdfOptions(), max_page_content: int = 8 * 1024 * 1024) -> str:
     """Extracts the PDF `data` (from file `name`) into `builder` page by page; returns the document title.
 
+    A page whose content streams (its own and its form XObjects') inflate to more than `max_page_content`
+    bytes is skipped with a warning: MuPDF would hold every glyph of it in memory (a 0.9 MB file whose one
+    page inflates to 256 MB of text operators took more than 9 GB).
+
     Raises:
-        ExtractionError: not a PDF, damaged beyond repair, password-protected, or no page readable.
+        ExtractionError: not a PDF, damaged beyond repair, password-protected, no page readable, or pages
+            that together inflate to more than 32 x `max_page_content` bytes (a PDF bomb spread over pages).
     """
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
@@ -71,9 +84,12 @@ def extract_pdf(data: bytes, name: str, builder: DocumentBuilder, limits: ImageL
             raise ExtractionError(name, "the PDF is password-protected; save an unprotected copy and drop that in")
         if doc.page_count == 0:
             raise ExtractionError(name, "the PDF has no pages")
-        pages = _layout_pages(doc, name, builder, options)
+        pages = _layout_pages(doc, name, builder, options, max_page_content)
         if all(items is None for items in pages):
-            raise ExtractionError(name, f"none of the {doc.page_count} pages could be read: the PDF is damaged")
+            too_large = sum(w.code == "page_too_large" for w in builder.warnings)
+            raise ExtractionError(name, f"none of the {doc.page_count} pages could be read: " + (
+                f"{too_large} inflate to more than {max_page_content / 2**20:,.0f} MB of content (a PDF bomb?)"
+                if too_large else "the PDF is damaged"))
         _drop_running_lines(pages, builder)
         icons = sum(1 for items in pages for i in items or () if i.kind == "icon")
         if icons:
@@ -96,9 +112,24 @@ def extract_pdf(data: bytes, name: str, builder: DocumentBuilder, limits: ImageL
     return title.strip()
 
 
-def _layout_pages(doc, name: str, builder: DocumentBuilder, options: PdfOptions) -> list[list[_Item] | None]:
+def _layout_pages(doc, name: str, builder: DocumentBuilder, options: PdfOptions,
+                  max_page_content: int) -> list[list[_Item] | None]:
     pages: list[list[_Item] | None] = []
+    total = 0
     for number, page in enumerate(doc, start=1):
+        try:
+            content = page_content_size(doc, page, max_page_content)
+        except (RuntimeError, ValueError):  # a broken xref: the page's own reading below says so
+            content = 0
+        total += min(content, max_page_content)
+        if total > 32 * max_page_content:
+            raise ExtractionError(name, f"pages 1-{number} inflate to more than {32 * max_page_content / 2**20:,.0f} "
+                                  "MB of content (a PDF bomb?); the PDF is not read")
+        if content > max_page_content:
+            builder.warn("page_too_large", f"page {number}: its content inflates to more than "
+                         f"{max_page_content / 2**20:,.0f} MB (a PDF bomb?); skipped")
+            pages.append(None)
+            continue
         try:
             pages.append(_page_items(page, options))
         except Exception as exc:  # MuPDF raises plain RuntimeErrors for broken page content
@@ -106,6 +137,36 @@ def _layout_pages(doc, name: str, builder: DocumentBuilder, options: PdfOptions)
             builder.warn("page_unreadable", f"page {number} could not be read and is skipped ({exc})")
             pages.append(None)
     return pages
+
+
+def page_content_size(doc, page, cap: int) -> int:
+    """Inflated bytes of the page's content streams and form XObjects, counted without holding them; stops
+    counting a little past `cap`."""
+    xrefs = list(page.get_contents()) + [x[0] for x in page.get_xobjects()]
+    total = 0
+    for xref in dict.fromkeys(xrefs):
+        total += _stream_size(doc, xref, cap - total + 1)
+        if total > cap:
+            break
+    return total
+
+
+def _stream_size(doc, xref: int, cap: int) -> int:
+    kind, value = doc.xref_get_key(xref, "Filter")
+    raw = doc.xref_stream_raw(xref) or b""
+    if kind == "null":
+        return len(raw)
+    if value != "/FlateDecode":  # rare in content streams, and no filter but Flate inflates by orders of magnitude
+        return len(doc.xref_stream(xref) or b"")
+    inflate, total = zlib.decompressobj(), 0
+    try:
+        chunk = inflate.decompress(raw, 1 << 20)
+        while chunk and total <= cap:
+            total += len(chunk)
+            chunk = inflate.decompress(inflate.unconsumed_tail, 1 << 20)
+    except zlib.error:  # damaged: MuPDF reads what it can, which is at most what inflated so far
+        pass
+    return total
 
 
 def _page_items(page, options: PdfOptions) -> list[_Item]:

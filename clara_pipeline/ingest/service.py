@@ -19,6 +19,7 @@ from pathlib import Path
 from ..storage import ArtifactStore, write_json_atomic
 from .extract import ExtractionConfig, extract_document
 from .model import EXTRACTOR_VERSION, MARKER_RE, ExtractedDocument, image_marker
+from .rawfiles import RawFilePolicy
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def load_extracted(store: ArtifactStore, key: str) -> tuple[ExtractedDocument, s
 
 
 def ingest_file(path: Path, *, root: Path, key: str, sha256: str, store: ArtifactStore,
-                config: ExtractionConfig = ExtractionConfig()) -> IngestOutcome:
+                config: ExtractionConfig = ExtractionConfig(), policy: RawFilePolicy = RawFilePolicy()) -> IngestOutcome:
     """Extracts `path` (whose content has `sha256`) as partition `key`, or returns the stored result.
 
     Raises:
@@ -64,7 +65,7 @@ def ingest_file(path: Path, *, root: Path, key: str, sha256: str, store: Artifac
         return IngestOutcome(stored[0], document_data_version(stored[0]), store.extracted_document_path(key),
                              True, time.perf_counter() - started)
     images = store.images
-    document = extract_document(path, root=root, sink=images.put, config=config, source_sha256=sha256)
+    document = extract_document(path, root=root, sink=images.put, config=config, source_sha256=sha256, policy=policy)
     out = store.extracted_document_path(key)
     write_json_atomic(out, {"cache_key": wanted, "document": document.to_dict()})
     return IngestOutcome(document, document_data_version(document), out, False, time.perf_counter() - started)
