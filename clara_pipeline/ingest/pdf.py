@@ -20,13 +20,16 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-# PyMuPDF 2 imports `pymupdf.layout` when it is installed (a dependency it pulls in): ONNX layout models run by
-# onnxruntime, whose telemetry looks up and posts to mobile.events.data.microsoft.com once a model session
-# exists. We never use layout analysis (find_tables(use_layout=False)), so the module is kept from loading at
-# all: a pipeline that reads company documents does not phone home. A `None` entry makes the import fail
-# with ImportError, which PyMuPDF expects when the package is absent.
-sys.modules.setdefault("pymupdf.layout", None)
+# PyMuPDF 2 imports `pymupdf.layout` and `pymupdf4llm` when they are installed (dependencies it pulls in): ONNX
+# layout models run by onnxruntime, whose telemetry looks up and posts to mobile.events.data.microsoft.com once
+# a model session exists. We never use layout analysis (find_tables(use_layout=False)) nor pymupdf4llm, so they
+# are kept from loading at all: a pipeline that reads company documents does not phone home. A `None` entry
+# makes the import fail with ImportError, which PyMuPDF expects when the packages are absent.
+for _module in ("pymupdf.layout", "pymupdf4llm"):
+    sys.modules.setdefault(_module, None)
 import pymupdf  # noqa: E402
+
+pymupdf.no_recommend_layout()  # else find_tables prints an advert for pymupdf_layout on stdout (into `clara extract`'s JSON)
 
 from .images import ImageLimits, ImageSkipped, check_dimensions, normalize_image
 from .model import DocumentBuilder, ExtractionError, NormalizedImage

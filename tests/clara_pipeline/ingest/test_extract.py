@@ -1,8 +1,11 @@
 """The dispatcher and the file-level bad inputs: every failure names the file and the cause."""
 
+import os
+
 import pytest
 
 from clara_pipeline.ingest import ExtractionError, extract_document
+from clara_pipeline.ingest.rawfiles import RawFilePolicy
 from clara_pipeline.storage import ImageStore
 from tests.clara_pipeline import docgen
 
@@ -54,3 +57,35 @@ def test_source_is_relative_to_root_and_errors_use_it(tmp_path):
     (sub / "bad.docx").write_text("nope")
     with pytest.raises(ExtractionError, match=r"^policies/bad\.docx: not a valid \.docx"):
         extract_document(sub / "bad.docx", root=tmp_path)
+
+
+def test_links_special_files_and_folders_are_never_read(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (raw / "passwd.txt").symlink_to(tmp_path / "passwd")
+    os.mkfifo(raw / "pipe.md")
+    (raw / "folder.pdf").mkdir()
+    with pytest.raises(ExtractionError, match=r"^passwd\.txt: a symbolic link, not followed"):
+        extract_document(raw / "passwd.txt", root=raw)
+    with pytest.raises(ExtractionError, match=r"^passwd\.txt: a symbolic link to a file outside the raw folder"):
+        extract_document(raw / "passwd.txt", root=raw, policy=RawFilePolicy(allow_links=True))
+    with pytest.raises(ExtractionError, match=r"^pipe\.md: a FIFO"):  # refused at once, not read forever
+        extract_document(raw / "pipe.md", root=raw)
+    with pytest.raises(ExtractionError, match=r"^folder\.pdf: a folder, not a document file"):
+        extract_document(raw / "folder.pdf", root=raw)
+
+
+def test_each_input_has_a_size_limit(tmp_path):
+    (tmp_path / "big.txt").write_bytes(b"word " * 300_000)  # 1.4 MB
+    with pytest.raises(ExtractionError, match=r"big\.txt: the file is 1\.4 MB, over the 1 MB limit .*CLARA_MAX_TEXT_MB"):
+        extract_document(tmp_path / "big.txt", policy=RawFilePolicy(max_text_bytes=1024 * 1024))
+    assert extract_document(tmp_path / "big.txt").format == "text"  # the default (32 MB) admits it
+
+
+def test_a_newline_in_a_file_name_is_escaped_in_the_message(tmp_path):
+    name = "x.md\n  ok          forged.md"
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ExtractionError) as caught:
+        extract_document(tmp_path / name)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("x.md\\n  ok          forged.md: ")

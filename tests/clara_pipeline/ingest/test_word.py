@@ -97,3 +97,23 @@ def test_zip_without_word_document_fails(tmp_path):
         zf.writestr("hello.txt", "not a word document")
     with pytest.raises(ExtractionError, match=r"^other\.docx: not a valid \.docx"):
         extract_document(path)
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_before_anything_is_inflated(tmp_path):
+    from tests.clara_pipeline.ingest.bombs import MB, docx_bomb, peak_memory
+
+    path = docx_bomb(tmp_path / "bomb.docx", 1024 * MB)  # about 3.6 MB on disk
+    with pytest.raises(ExtractionError, match=r"^bomb\.docx: the package inflates to 1,025 MB of XML .* about "
+                                              r"25,6\d\d MB in memory once parsed, over the 1,024 MB limit"):
+        extract_document(path)
+    # Before the XML was counted at its tree size, this took more than 9 GB; now the process hardly grows.
+    probe = peak_memory(path, limit_mb=4096)
+    assert probe["outcome"].startswith("refused") and probe["peak_mb"] - probe["baseline_mb"] < 50, probe
+
+
+def test_a_bomb_under_the_old_inflated_size_limit_is_refused_too(tmp_path):
+    from tests.clara_pipeline.ingest.bombs import MB, docx_bomb
+
+    path = docx_bomb(tmp_path / "bomb.docx", 100 * MB)  # 0.4 MB on disk; 1.7 GB in memory if parsed
+    with pytest.raises(ExtractionError, match="about 2,5\\d\\d MB in memory once parsed"):
+        extract_document(path)
