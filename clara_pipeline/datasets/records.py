@@ -2,19 +2,26 @@
 
 These are plain records, checked once when built, so the builders can trust them: a chunk has an id and
 text, a language the pipeline knows, and a QA pair has a type, a question and an answer that are not blank.
+`QAPair` is a pydantic dataclass because it is also what the LLM is asked to write (llm/tasks.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+import pydantic
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.json_schema import SkipJsonSchema
 
 Lang = Literal["en", "zh", "und"]
 QAType = Literal["fact", "reasoning", "cross_lingual"]
 
 LANGS: tuple[str, ...] = ("en", "zh", "und")
 QA_TYPES: tuple[str, ...] = ("fact", "reasoning", "cross_lingual")
+MAX_QA_CHARS = 600  # a question or an answer; longer is not a QA pair but a passage
 
 
 @dataclass(frozen=True)
@@ -36,23 +43,32 @@ class ChunkRecord:
             raise ValueError(f"chunk {self.chunk_id!r} of document {self.document!r} has no text")
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=pydantic.ConfigDict(extra="ignore"))
 class QAPair:
-    """A question about one chunk and its answer, already checked for support in that chunk."""
+    """A question about one chunk and its answer: the one QA-pair type from the LLM's reply to the datasets.
 
-    chunk_id: str
-    qa_type: QAType
-    question: str
-    answer: str
+    The LLM writes `qa_type`, `question` and `answer` (the JSON schema it is given leaves `chunk_id` out, and
+    carries the length limits); `ChunkSynthesis` fills `chunk_id` in, curation keeps the pairs the chunk
+    supports, and the builders read them. Construction checks the type, blank texts and lengths.
+    """
+
+    chunk_id: SkipJsonSchema[str]
+    qa_type: Annotated[str, Field(json_schema_extra={"enum": list(QA_TYPES)})]
+    question: Annotated[str, Field(json_schema_extra={"maxLength": MAX_QA_CHARS})]
+    answer: Annotated[str, Field(json_schema_extra={"maxLength": MAX_QA_CHARS})]
 
     def __post_init__(self) -> None:
         if self.qa_type not in QA_TYPES:
             raise ValueError(f"QA pair of chunk {self.chunk_id!r}: qa_type must be one of {QA_TYPES}, "
                              f"got {self.qa_type!r}")
         for name in ("question", "answer"):
-            if not getattr(self, name).strip():
+            value = getattr(self, name)
+            if not value.strip():
                 raise ValueError(f"QA pair of chunk {self.chunk_id!r} has an empty {name} "
                                  f"(question {self.question[:80]!r})")
+            if len(value) > MAX_QA_CHARS:
+                raise ValueError(f"QA pair of chunk {self.chunk_id!r}: the {name} is {len(value)} characters "
+                                 f"long; keep it under {MAX_QA_CHARS}")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 from .errors import FailureKind, LLMError
 from .ratelimit import RateLimiter
-from .retry import DeadlineExceeded, backoff_delay, classify, is_response_format_rejection, refused_parameter
+from .retry import (DeadlineExceeded, backoff_delay, classify, is_length_keyword_rejection,
+                    is_response_format_rejection, refused_parameter)
 from .structured import MODES, OutputInvalid, parse_output, response_format
 from .tasks import Task
 from .usage import UsageStats
@@ -88,6 +89,7 @@ class LLMClient:
         self._rng = random.Random(seed)
         self._modes: dict[str, str] = {}  # model -> structured-output mode that the server accepts
         self._refused: dict[str, set[str]] = {}  # model -> parameters it refused ("max_tokens", "temperature")
+        self._no_lengths: set[str] = set()  # models whose server refused maxLength/minLength in the schema
         self.breaker = CircuitBreaker(config.endpoint, self._probe, give_up_after_s=config.unreachable_after_s)
 
     def structured_mode(self, model: str) -> str:
@@ -219,7 +221,7 @@ class LLMClient:
                 if "temperature" not in refused:
                     body["temperature"] = self.config.temperature_for(task.name, task.temperature)
                 body["max_completion_tokens" if "max_tokens" in refused else "max_tokens"] = task.max_tokens
-                fmt = response_format(mode, task.name, task.output_model)
+                fmt = response_format(mode, task.name, task.output_model, lengths=model not in self._no_lengths)
                 if fmt is not None:
                     body["response_format"] = fmt
                 return self._post_chat(body)
@@ -231,6 +233,12 @@ class LLMClient:
                 attempts += exc.attempts
                 mode = sent_mode[-1] if sent_mode else MODES[-1]
                 cause = exc.__cause__
+                if (cause is not None and mode == "json_schema" and model not in self._no_lengths
+                        and is_length_keyword_rejection(cause)):
+                    self._no_lengths.add(model)
+                    logger.info("%s refused the length limits in the JSON schema for %s; sending it without them",
+                                self.config.endpoint, model)
+                    continue
                 parameter = refused_parameter(cause) if cause is not None else None
                 if parameter is not None and parameter not in self._refused.get(model, set()):
                     self._refused.setdefault(model, set()).add(parameter)

@@ -60,7 +60,8 @@ from .tasks import CaptionInput, ChunkInput
 
 logger = logging.getLogger(__name__)
 
-FAULTS = ("rate_limit", "server_error", "unavailable", "timeout", "bad_request", "malformed", "fenced", "truncated")
+FAULTS = ("rate_limit", "server_error", "unavailable", "timeout", "bad_request", "malformed", "fenced", "truncated",
+          "bad_pair")
 _HTTP_FAULTS = {"rate_limit", "server_error", "unavailable", "timeout", "bad_request"}  # also for embeddings
 
 _TAG_RE = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL)
@@ -129,9 +130,10 @@ class LoopbackServer:
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPlan | None = None, reject_json_schema: bool = False,
                  reject_json_object: bool = False, api_key: str | None = None, embedding_dim: int = 256,
-                 reasoning_model: bool = False):
+                 reasoning_model: bool = False, reject_length_keywords: bool = False):
         self.latency_s = latency_s
         self.reasoning_model = reasoning_model
+        self.reject_length_keywords = reject_length_keywords  # as OpenAI's strict mode: no maxLength/minLength
         self.faults = faults or FaultPlan()
         self.reject_json_schema = reject_json_schema
         self.reject_json_object = reject_json_object
@@ -245,6 +247,11 @@ class LoopbackServer:
                 for name in ("max_tokens", "max_completion_tokens"):
                     if name in body:
                         self.stats.token_parameters[name] += 1
+            schema = json.dumps(((body.get("response_format") or {}).get("json_schema") or {}).get("schema", {}))
+            if fmt == "json_schema" and self.reject_length_keywords and ("maxLength" in schema or "minLength" in schema):
+                await self._wait(started)
+                return _error(400, "Invalid schema for response_format: 'maxLength' is not permitted.",
+                              "invalid_request_error", param="response_format")
             if self.reasoning_model and "max_tokens" in body:
                 await self._wait(started)
                 return _error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
@@ -270,6 +277,10 @@ class LoopbackServer:
                 content = f"Here is the JSON you asked for:\n```json\n{content}\n```\nLet me know if you need more."
             elif fault == "truncated":
                 content, finish = content[: max(1, len(content) // 2)], "length"
+            elif fault == "bad_pair" and task == "chunk_synthesis" and answer.get("qa_pairs"):
+                # one pair that breaks a rule (it leans on "the text"), before the good ones: a model's slip
+                slip = {**answer["qa_pairs"][0], "question": "According to the text, what is stated first?"}
+                content = json.dumps({**answer, "qa_pairs": [slip, *answer["qa_pairs"]]}, ensure_ascii=False)
             if fault is not None:
                 self._count_fault(fault)
             reply = {

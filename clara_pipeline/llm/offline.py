@@ -32,7 +32,7 @@ from .batch import BatchResult, run_batch
 from .client import EmbeddingsUnavailable
 from .errors import FailureKind, LLMError
 from .structured import describe_validation_error
-from .tasks import (CAPTION, CHUNK_SYNTHESIS, FILE_NAME_RE, MAX_PAIRS, SELF_REFERENCE_RE, Caption, CaptionInput,
+from .tasks import (CAPTION, CHUNK_SYNTHESIS, FILE_NAME_RE, MAX_PAIRS, MIN_PAIRS, SELF_REFERENCE_RE, Caption, CaptionInput,
                     ChunkInput, ChunkSynthesis, written_in)
 from .usage import UsageStats
 
@@ -256,14 +256,18 @@ def offline_synthesis(item: ChunkInput) -> ChunkSynthesis:
             asked = question(kind, blank)
             # A quoted sentence that itself says "this document" would make the question lean on it.
             if not SELF_REFERENCE_RE.search(asked):
-                pairs.append({"type": kind, "question": asked, "answer": blank.answer})
+                pairs.append({"qa_type": kind, "question": asked, "answer": blank.answer})
                 break
+    if len(pairs) < MIN_PAIRS:
+        sentences_said = f"{len(sentences)} sentence{'s' if len(sentences) != 1 else ''}"
+        raise LLMError(FailureKind.INSUFFICIENT_CONTENT, f"too little text for questions: the offline stand-in "
+                       f"found {len(pairs)} to ask in {sentences_said}, and a chunk needs {MIN_PAIRS}")
     data = {"qa_pairs": pairs, "paraphrase": offline_paraphrase(text, sentences, lang)}
     try:
         return ChunkSynthesis.model_validate(data, context=CHUNK_SYNTHESIS.validation_context(item))
     except pydantic.ValidationError as exc:
-        raise LLMError(FailureKind.INSUFFICIENT_CONTENT, f"offline synthesis: the chunk ({len(sentences)} "
-                       f"sentences) does not give enough questions: {describe_validation_error(exc)}") from None
+        raise LLMError(FailureKind.INSUFFICIENT_CONTENT, f"too little text for questions: "
+                       f"{describe_validation_error(exc)}") from None
 
 
 def offline_paraphrase(text: str, sentences: Sequence[Sentence], lang: str) -> str:

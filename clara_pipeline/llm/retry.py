@@ -100,6 +100,15 @@ def is_response_format_rejection(exc: BaseException) -> bool:
     return any(word in text for word in ("response_format", "json_schema", "json_object", "structured output"))
 
 
+def is_length_keyword_rejection(exc: BaseException) -> bool:
+    """True when a 400/422 refuses the string length keywords of our JSON schema (OpenAI's strict mode:
+    "'maxLength' is not permitted")."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+        return False
+    text = f"{exc.message} {exc.body}".lower()
+    return "maxlength" in text or "minlength" in text
+
+
 # Parameters reasoning models (OpenAI's o-series and newer) refuse, and what the client does instead.
 ADAPTABLE_PARAMETERS = ("max_tokens", "temperature")
 

@@ -22,15 +22,17 @@ from typing import Any, Literal, Mapping, Protocol, TypeVar
 import pydantic
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from ..datasets.records import QA_TYPES, QAPair
 from ..storage import sha256_bytes
 from .language import contains_language, written_in
+from .structured import plain_validation_error
 from .vision import VISION_PREP_VERSION, VisionLimits, prepare_image
 
 I = TypeVar("I")
 O = TypeVar("O", bound=BaseModel)
 
 CAPTION_PROMPT_VERSION = "caption-v1"  # bump when the caption prompt, rules or Caption model change
-SYNTHESIS_PROMPT_VERSION = "synthesis-v1"  # bump when the synthesis prompt, rules or ChunkSynthesis change
+SYNTHESIS_PROMPT_VERSION = "synthesis-v2"  # v2: qa_type, pairs validated one by one, lengths in the schema; bump when the synthesis prompt, rules or ChunkSynthesis change
 
 LANGS = ("en", "zh", "und")
 _LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
@@ -236,8 +238,8 @@ class CaptionTask:
 
 # -- chunk synthesis -------------------------------------------------------------------------------------
 
-QA_TYPES = ("fact", "reasoning", "cross_lingual")
 MIN_PAIRS, MAX_PAIRS = 3, 8
+MAX_PARAPHRASE_CHARS = 6000  # a chunk is at most doc_max_length tokens; its paraphrase is no longer
 
 # Questions that lean on a passage the reader of a training row never sees.
 SELF_REFERENCE_RE = re.compile(
@@ -259,6 +261,7 @@ class ChunkInput:
     text: str
     lang: str = "und"  # "en" | "zh" | "und"
     n_pairs: int = 5
+    chunk_id: str = ""  # put on the pairs of the answer; not part of the cache key (the text is)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGS:
@@ -269,84 +272,97 @@ class ChunkInput:
             raise ValueError("ChunkInput.text is empty")
 
 
-class QAPair(BaseModel):
-    model_config = pydantic.ConfigDict(extra="ignore")
-
-    type: Literal["fact", "reasoning", "cross_lingual"]
-    question: str
-    answer: str
-
-    @field_validator("question", "answer")
-    @classmethod
-    def _not_empty(cls, value: str, info: ValidationInfo) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty")
-        if len(value) > 600:
-            raise ValueError(f"is {len(value)} characters long; keep it under 600")
-        return value
-
-    @field_validator("question")
-    @classmethod
-    def _self_contained(cls, value: str) -> str:
-        if SELF_REFERENCE_RE.search(value):
-            raise ValueError("refers to 'the text/passage/document'; name the subject so the question "
-                             "stands on its own")
-        return value
+def pair_problem(pair: QAPair, lang: str | None) -> str | None:
+    """What is wrong with one QA pair for a chunk in `lang` (self-reference, language), or None."""
+    if SELF_REFERENCE_RE.search(pair.question):
+        return "the question refers to 'the text/passage/document'; name the subject so it stands on its own"
+    if lang not in _LANGUAGE_NAMES:
+        return None
+    if pair.qa_type == "cross_lingual":
+        if not contains_language(pair.question, other_language(lang)):
+            return f"the question (cross_lingual) must be written in {_LANGUAGE_NAMES[other_language(lang)]}"
+    elif written_in(pair.question) not in (None, lang):
+        return f"the question ({pair.qa_type}) must be written in {_LANGUAGE_NAMES[lang]}"
+    if written_in(pair.answer) not in (None, lang):
+        return f"the answer must be written in {_LANGUAGE_NAMES[lang]}, the passage's language"
+    return None
 
 
 class ChunkSynthesis(BaseModel):
-    """QA pairs and a paraphrase for one chunk."""
+    """QA pairs and a paraphrase for one chunk.
+
+    Pairs are validated one by one: a pair that breaks a rule is dropped (listed in `rejected_pairs`, not
+    stored), and the reply stands as long as `MIN_PAIRS` good ones remain; only then is it re-asked, with
+    every dropped pair's problem in the message. Pairs past `MAX_PAIRS` are dropped the same way.
+    """
 
     model_config = pydantic.ConfigDict(extra="ignore")
 
     qa_pairs: list[QAPair] = Field(min_length=MIN_PAIRS, max_length=MAX_PAIRS)
-    paraphrase: str
+    paraphrase: str = Field(json_schema_extra={"maxLength": MAX_PARAPHRASE_CHARS})
+    _rejected: list[str] = pydantic.PrivateAttr(default_factory=list)
+
+    @property
+    def rejected_pairs(self) -> list[str]:
+        """"pair <n>: <problem>" for each pair of the reply that was dropped (empty for a cached answer)."""
+        return list(self._rejected)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_good_pairs(cls, data: Any, handler: pydantic.ValidatorFunctionWrapHandler,
+                         info: ValidationInfo) -> "ChunkSynthesis":
+        if not isinstance(data, dict) or not isinstance(data.get("qa_pairs"), list):
+            return handler(data)
+        context = _context(info)
+        lang, chunk_id = context.get("lang"), context.get("chunk_id", "")
+        kept: list[QAPair] = []
+        rejected: list[str] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(data["qa_pairs"], start=1):
+            try:
+                fields = {k: v.strip() if isinstance(v, str) else v for k, v in raw.items()} \
+                    if isinstance(raw, dict) else raw
+                pair = _PAIR.validate_python({**fields, "chunk_id": chunk_id} if isinstance(fields, dict) else fields)
+            except pydantic.ValidationError as exc:
+                rejected.append(f"pair {i}: {plain_validation_error(exc)}")
+                continue
+            normal = " ".join(pair.question.casefold().split())
+            problem = pair_problem(pair, lang) or ("it repeats an earlier question" if normal in seen else None)
+            if problem is None and len(kept) == MAX_PAIRS:
+                problem = f"more than {MAX_PAIRS} pairs"
+            if problem is not None:
+                rejected.append(f"pair {i}: {problem}")
+                continue
+            seen.add(normal)
+            kept.append(pair)
+        if len(kept) < MIN_PAIRS:
+            reasons = f": {'; '.join(rejected)}" if rejected else ""
+            raise ValueError(f"only {len(kept)} of {len(data['qa_pairs'])} question-answer pairs are usable and "
+                             f"at least {MIN_PAIRS} are needed{reasons}")
+        result = handler({**data, "qa_pairs": kept})
+        result._rejected = rejected
+        return result
 
     @field_validator("paraphrase")
     @classmethod
     def _paraphrase(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise ValueError("must not be empty")
+            raise ValueError("the paraphrase is empty")
         return value
 
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> "ChunkSynthesis":
-        context = _context(info)
-        lang = context.get("lang")
-        problems = []
-        types = {pair.type for pair in self.qa_pairs}
-        required = ("fact", "reasoning", "cross_lingual") if lang in ("en", "zh") else ("fact", "reasoning")
-        for kind in required:
-            if kind not in types:
-                problems.append(f"no question of type {kind!r}; include at least one")
-        seen = set()
-        for i, pair in enumerate(self.qa_pairs):
-            normal = " ".join(pair.question.casefold().split())
-            if normal in seen:
-                problems.append(f"qa_pairs.{i}.question repeats an earlier question")
-            seen.add(normal)
-            if lang not in ("en", "zh"):
-                continue
-            if pair.type == "cross_lingual":
-                if not contains_language(pair.question, other_language(lang)):
-                    problems.append(f"qa_pairs.{i}.question (cross_lingual) must be written in "
-                                    f"{_LANGUAGE_NAMES[other_language(lang)]}")
-            elif written_in(pair.question) not in (None, lang):
-                problems.append(f"qa_pairs.{i}.question ({pair.type}) must be written in {_LANGUAGE_NAMES[lang]}")
-            if written_in(pair.answer) not in (None, lang):
-                problems.append(f"qa_pairs.{i}.answer must be written in {_LANGUAGE_NAMES[lang]}, the "
-                                f"passage's language")
-        chunk = context.get("chunk")
+        chunk = _context(info).get("chunk")
         if chunk is not None:
             if " ".join(self.paraphrase.split()) == " ".join(chunk.split()):
-                problems.append("paraphrase repeats the passage word for word; reword it")
-            elif len(self.paraphrase) > 1.5 * len(chunk) + 50:
-                problems.append("paraphrase is much longer than the passage; keep it as long or shorter")
-        if problems:
-            raise ValueError("; ".join(problems))
+                raise ValueError("the paraphrase repeats the passage word for word; reword it")
+            if len(self.paraphrase) > 1.5 * len(chunk) + 50:
+                raise ValueError("the paraphrase is much longer than the passage; keep it as long or shorter")
         return self
+
+
+_PAIR = pydantic.TypeAdapter(QAPair)
 
 
 def _synthesis_language_rules(lang: str) -> str:
@@ -365,7 +381,7 @@ You create training data for a bilingual (English and Chinese) retrieval and que
 from passages of company documents.
 
 For the passage you are given, return one JSON object:
-{{"qa_pairs": [{{"type": "fact" | "reasoning" | "cross_lingual", "question": "...", "answer": "..."}}], \
+{{"qa_pairs": [{{"qa_type": "fact" | "reasoning" | "cross_lingual", "question": "...", "answer": "..."}}], \
 "paraphrase": "..."}}
 
 Rules for qa_pairs:
@@ -413,7 +429,7 @@ class ChunkSynthesisTask:
         ]
 
     def validation_context(self, item: ChunkInput) -> dict[str, Any]:
-        return {"lang": item.lang, "n_pairs": item.n_pairs, "chunk": item.text}
+        return {"lang": item.lang, "n_pairs": item.n_pairs, "chunk": item.text, "chunk_id": item.chunk_id}
 
 
 CAPTION = CaptionTask()

@@ -11,7 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from ..datasets.records import QAPair
 from ..datasets.split import question_key
@@ -29,14 +28,6 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _STOP = frozenset("a an the of to in on at by for with and or is are was were be it its this that these those as "
                   "from than then which what who whom when where how why do does did can could should would will "
                   "must may not no yes it they them their there has have had about approximately".split())
-
-
-class Candidate(NamedTuple):
-    """A QA pair as the LLM proposed it, before curation."""
-
-    qa_type: str  # fact | reasoning | cross_lingual
-    question: str
-    answer: str
 
 
 @dataclass
@@ -78,9 +69,12 @@ def answer_supported(answer: str, chunk: str, min_overlap: float = 0.6) -> bool:
     return sum(t in chunk_tokens for t in tokens) / len(tokens) >= min_overlap
 
 
-def curate(pairs_by_chunk: Mapping[str, Iterable[Candidate]], chunk_texts: Mapping[str, str],
+def curate(pairs_by_chunk: Mapping[str, Iterable[QAPair]], chunk_texts: Mapping[str, str],
            *, min_overlap: float = 0.6) -> tuple[list[QAPair], CurationReport]:
     """Returns the pairs worth training on, in chunk order, and what was dropped and why.
+
+    The pairs are the LLM's, as `ChunkSynthesis` validated them; each kept pair is returned with its chunk's
+    id and its texts stripped.
 
     Duplicates are judged across the whole corpus, by the same question key as the held-out split: the
     first chunk (in the given order) keeps a question.
@@ -90,10 +84,8 @@ def curate(pairs_by_chunk: Mapping[str, Iterable[Candidate]], chunk_texts: Mappi
     kept: list[QAPair] = []
     for cid, pairs in pairs_by_chunk.items():
         for pair in pairs:
-            question, answer = pair.question.strip(), pair.answer.strip()
-            if not question or not answer:
-                report.dropped["empty"] += 1
-            elif _NOT_SELF_CONTAINED.search(question):
+            question, answer = pair.question.strip(), pair.answer.strip()  # never blank: QAPair refuses that
+            if _NOT_SELF_CONTAINED.search(question):
                 report.dropped["not_self_contained"] += 1
             elif not answer_supported(answer, chunk_texts[cid], min_overlap):
                 report.dropped["unsupported"] += 1
@@ -101,7 +93,7 @@ def curate(pairs_by_chunk: Mapping[str, Iterable[Candidate]], chunk_texts: Mappi
                 report.dropped["duplicate_question"] += 1
             else:
                 seen.add(question_key(question))
-                kept.append(QAPair(cid, pair.qa_type, question, answer))
+                kept.append(QAPair(cid, pair.qa_type, question, answer))  # the same type, tied to its chunk
                 report.by_type[pair.qa_type] += 1
     report.kept = len(kept)
     return kept, report

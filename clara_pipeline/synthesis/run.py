@@ -10,7 +10,7 @@ from ..corpus.build import CorpusChunk
 from ..llm import BatchResult, ChunkInput, ChunkSynthesis, LLMConfig, run_chunk_synthesis
 from ..storage import ArtifactStore, write_bytes_atomic, write_json_atomic
 from ..datasets.records import QAPair
-from .curate import Candidate, CurationReport, curate
+from .curate import CurationReport, curate
 
 
 @dataclass
@@ -22,14 +22,24 @@ class SynthesisOutcome:
 
 
 def synthesize_corpus(chunks: list[CorpusChunk], *, config: LLMConfig | None, cache_path: Path | None,
-                      pairs_per_chunk: int = 5) -> SynthesisOutcome:
-    """One LLM call per chunk (a cache hit for every chunk seen before), then curation of the pairs."""
-    items = {c.chunk_id: ChunkInput(c.text, c.lang if c.lang in ("en", "zh") else "und", n_pairs=pairs_per_chunk)
+                      pairs_per_chunk: int = 5, retry_failed: bool = False) -> SynthesisOutcome:
+    """One LLM call per chunk (a cache hit for every chunk seen before), then curation of the pairs.
+
+    `retry_failed` asks again for chunks parked by an earlier run (their answers never validated).
+
+    Raises:
+        EndpointUnreachable: the endpoint answered nothing; no chunk is marked as failed.
+    """
+    items = {c.chunk_id: ChunkInput(c.text, c.lang if c.lang in ("en", "zh") else "und", n_pairs=pairs_per_chunk,
+                                    chunk_id=c.chunk_id)
              for c in chunks}
-    batch = run_chunk_synthesis(items, config=config, cache_path=cache_path)
-    raw = {c.chunk_id: [Candidate(p.type, p.question, p.answer) for p in batch.outputs[c.chunk_id].qa_pairs]
-           for c in chunks if c.chunk_id in batch.outputs}
+    batch = run_chunk_synthesis(items, config=config, cache_path=cache_path, retry_failed=retry_failed)
+    raw = {c.chunk_id: batch.outputs[c.chunk_id].qa_pairs for c in chunks if c.chunk_id in batch.outputs}
     pairs, report = curate(raw, {c.chunk_id: c.text for c in chunks})
+    # Pairs the validator dropped from replies that kept enough good ones (not counted for cached answers).
+    rejected = sum(len(batch.outputs[cid].rejected_pairs) for cid in raw)
+    if rejected:
+        report.dropped["rejected_by_validation"] += rejected
     paraphrases = {cid: out.paraphrase for cid, out in sorted(batch.outputs.items())}
     return SynthesisOutcome(pairs, paraphrases, batch, report)
 

@@ -324,3 +324,24 @@ def test_outages_and_request_errors_are_never_parked(loopback, tmp_path):
     assert result.failures_by_kind() == {"http_error": 1, "server_error": 1}
     with ResponseCache(cache) as opened:
         assert opened.count_parked() == 0
+
+
+def test_a_reply_with_a_bad_pair_keeps_the_good_ones_without_a_reask(loopback):
+    server = loopback(faults=FaultPlan(rates={"bad_pair": 1.0}))
+    result = run_chunk_synthesis(chunks(4), config=fast_config(server))
+    assert len(result.outputs) == 4 and not result.failures
+    assert result.usage.reasks == 0 and server.stats.total == 4
+    for key, output in result.outputs.items():
+        assert output.rejected_pairs == ["pair 1: the question refers to 'the text/passage/document'; name the "
+                                         "subject so it stands on its own"]
+        assert len(output.qa_pairs) == chunks(4)[key].n_pairs
+
+
+def test_the_length_limits_are_in_the_schema_unless_the_server_refuses_them(loopback):
+    plain = loopback()
+    run_chunk_synthesis(chunks(1), config=fast_config(plain))
+    strict = loopback(reject_length_keywords=True)
+    result = run_chunk_synthesis(chunks(3), config=fast_config(strict, max_concurrency=1))
+    assert len(result.outputs) == 3 and not result.failures
+    assert strict.stats.total == 4  # one refusal, then the schema without maxLength for every request
+    assert strict.stats.by_response_format == {"json_schema": 4}

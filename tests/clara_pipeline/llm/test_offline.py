@@ -17,7 +17,7 @@ from .helpers import EN_CHUNK, ZH_CHUNK, make_png
 def test_every_answer_is_cut_from_the_chunk(chunk, lang):
     result = offline_synthesis(ChunkInput(chunk, lang, 8))
     assert len(result.qa_pairs) == 8
-    assert {p.type for p in result.qa_pairs} == {"fact", "reasoning", "cross_lingual"}
+    assert {p.qa_type for p in result.qa_pairs} == {"fact", "reasoning", "cross_lingual"}
     for pair in result.qa_pairs:
         assert pair.answer in chunk
         assert "____" in pair.question and pair.answer not in pair.question.split("“", 1)[-1].split("____")
@@ -33,12 +33,12 @@ def test_deterministic():
 
 def test_chinese_questions_and_cross_lingual_templates():
     result = offline_synthesis(ChunkInput(ZH_CHUNK, "zh", 3))
-    kinds = {p.type: p for p in result.qa_pairs}
+    kinds = {p.qa_type: p for p in result.qa_pairs}
     assert written_in(kinds["fact"].question) == "zh"
     template = re.sub(r"“[^”]*”", "", kinds["cross_lingual"].question)  # without the quoted Chinese
     assert written_in(template) == "en"
     english = offline_synthesis(ChunkInput(EN_CHUNK, "en", 3))
-    assert "请用英文" in {p.type: p for p in english.qa_pairs}["cross_lingual"].question
+    assert "请用英文" in {p.qa_type: p for p in english.qa_pairs}["cross_lingual"].question
     # 24 V, 3.5 A, 6 个月, 8 bar, 500 小时: numbers keep their units
     answers = {p.answer for p in offline_synthesis(ChunkInput(ZH_CHUNK, "zh", 8)).qa_pairs}
     assert {"24 V", "6 个月"} <= answers

@@ -43,8 +43,20 @@ def test_json_schema_is_strict_compatible():
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"qa_pairs", "paraphrase"}
     pair = schema["$defs"]["QAPair"]
-    assert pair["additionalProperties"] is False and set(pair["required"]) == {"type", "question", "answer"}
-    assert pair["properties"]["type"]["enum"] == ["fact", "reasoning", "cross_lingual"]
+    assert pair["additionalProperties"] is False and set(pair["required"]) == {"qa_type", "question", "answer"}
+    assert pair["properties"]["qa_type"]["enum"] == ["fact", "reasoning", "cross_lingual"]
+    # the length limits travel with the schema (a constrained decoder keeps to them), unless refused
+    assert pair["properties"]["question"]["maxLength"] == 600 and "chunk_id" not in pair["properties"]
+    assert "description" not in pair  # class docstrings stay in the code
+    basic = response_format("json_schema", "chunk_synthesis", ChunkSynthesis, lengths=False)
+    assert "maxLength" not in str(basic) and basic["json_schema"]["schema"]["properties"]["qa_pairs"]["minItems"] == 3
     assert schema["properties"]["qa_pairs"]["minItems"] == 3 and schema["properties"]["qa_pairs"]["maxItems"] == 8
     assert response_format("json_object", "x", Caption) == {"type": "json_object"}
     assert response_format("prompt", "x", Caption) is None
+
+
+def test_validation_errors_are_in_plain_words():
+    with pytest.raises(OutputInvalid) as raised:
+        parse_output('{"title": "x", "structure": ""}', Caption)
+    assert str(raised.value) == "text_in_image: is missing; meaning: is missing"
+    assert "Field required" not in str(raised.value)

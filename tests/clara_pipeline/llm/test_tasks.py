@@ -9,10 +9,10 @@ from clara_pipeline.llm.tasks import (CAPTION, CHUNK_SYNTHESIS, Caption, Caption
 from .helpers import EN_CHUNK, ZH_CHUNK, make_png
 
 GOOD_EN = {"qa_pairs": [
-    {"type": "fact", "question": "What voltage does the X200 pump run at?", "answer": "24 V"},
-    {"type": "reasoning", "question": "Why must an X200 operator stop the pump above 8 bar?",
+    {"qa_type": "fact", "question": "What voltage does the X200 pump run at?", "answer": "24 V"},
+    {"qa_type": "reasoning", "question": "Why must an X200 operator stop the pump above 8 bar?",
      "answer": "Because the pump must be stopped and reported when the pressure exceeds 8 bar."},
-    {"type": "cross_lingual", "question": "X200 水泵多久检查一次？", "answer": "Every 6 months"},
+    {"qa_type": "cross_lingual", "question": "X200 水泵多久检查一次？", "answer": "Every 6 months"},
 ], "paraphrase": "Every 6 months the Quality Assurance team inspects the X200 pump, which uses 24 V."}
 
 
@@ -33,7 +33,6 @@ def test_a_good_answer_validates():
 @pytest.mark.parametrize("data, problem", [
     (with_pair(0, question="According to the text, what voltage does the pump use?"), "stands on its own"),
     (with_pair(0, question="In the passage, what voltage is named?"), "stands on its own"),
-    (with_pair(1, type="fact"), "no question of type 'reasoning'"),
     (with_pair(2, question="How often is the X200 pump inspected?"), "cross_lingual.*Chinese"),
     (with_pair(2, answer="每六个月由质量保证团队检查一次"), "answer must be written in English"),
     (with_pair(1, question="What voltage does the X200 pump run at?"), "repeats an earlier question"),
@@ -46,21 +45,42 @@ def test_broken_rules_are_named(data, problem):
         validate(data)
 
 
+def test_a_bad_pair_is_dropped_and_the_good_ones_are_kept():
+    extra = {"qa_type": "fact", "question": "Who inspects the X200 pump?", "answer": "The Quality Assurance team"}
+    bad = {"qa_type": "fact", "question": "According to the text, what is the limit?", "answer": "8 bar"}
+    empty = {"qa_type": "trivia", "question": "", "answer": "x"}
+    data = {**GOOD_EN, "qa_pairs": [*GOOD_EN["qa_pairs"], bad, empty, extra]}
+    result = validate(data)
+    assert [p.question for p in result.qa_pairs] == [*(p["question"] for p in GOOD_EN["qa_pairs"]), extra["question"]]
+    assert len(result.rejected_pairs) == 2 and result.rejected_pairs[0].startswith("pair 4: the question refers")
+    assert all(p.chunk_id == "chunk-7" for p in ChunkSynthesis.model_validate(
+        data, context=CHUNK_SYNTHESIS.validation_context(ChunkInput(EN_CHUNK, "en", 3, chunk_id="chunk-7"))).qa_pairs)
+
+
+def test_fewer_good_pairs_than_the_minimum_is_said_in_plain_words():
+    data = {**GOOD_EN, "qa_pairs": GOOD_EN["qa_pairs"][:2]}
+    with pytest.raises(pydantic.ValidationError) as raised:
+        validate(data)
+    from clara_pipeline.llm.structured import plain_validation_error
+    assert plain_validation_error(raised.value) == "only 2 of 2 question-answer pairs are usable and at least 3 are needed"
+    assert "List should have" not in plain_validation_error(raised.value)
+
+
 def test_chinese_chunk_wants_english_cross_lingual_and_chinese_answers():
     data = {"qa_pairs": [
-        {"type": "fact", "question": "X200 水泵使用什么电压？", "answer": "24 V"},
-        {"type": "reasoning", "question": "压力超过 8 bar 时 X200 水泵的操作员应该怎么做？", "answer": "停止水泵并向维护负责人报告"},
-        {"type": "cross_lingual", "question": "How often is the X200 pump inspected?", "answer": "每 6 个月"},
+        {"qa_type": "fact", "question": "X200 水泵使用什么电压？", "answer": "24 V"},
+        {"qa_type": "reasoning", "question": "压力超过 8 bar 时 X200 水泵的操作员应该怎么做？", "answer": "停止水泵并向维护负责人报告"},
+        {"qa_type": "cross_lingual", "question": "How often is the X200 pump inspected?", "answer": "每 6 个月"},
     ], "paraphrase": "质量保证团队每 6 个月检查 X200 水泵。"}
-    assert validate(data, "zh", ZH_CHUNK).qa_pairs[2].type == "cross_lingual"
+    assert validate(data, "zh", ZH_CHUNK).qa_pairs[2].qa_type == "cross_lingual"
     data["qa_pairs"][2]["question"] = "X200 水泵多久检查一次？"
     with pytest.raises(pydantic.ValidationError, match="English"):
         validate(data, "zh", ZH_CHUNK)
 
 
 def test_und_chunks_need_no_cross_lingual_question():
-    pairs = [p for p in GOOD_EN["qa_pairs"] if p["type"] != "cross_lingual"]
-    pairs.append({"type": "fact", "question": "Who inspects the X200 pump?", "answer": "The Quality Assurance team"})
+    pairs = [p for p in GOOD_EN["qa_pairs"] if p["qa_type"] != "cross_lingual"]
+    pairs.append({"qa_type": "fact", "question": "Who inspects the X200 pump?", "answer": "The Quality Assurance team"})
     assert validate({**GOOD_EN, "qa_pairs": pairs}, "und")
 
 
