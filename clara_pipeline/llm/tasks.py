@@ -31,10 +31,13 @@ from .vision import VISION_PREP_VERSION, VisionLimits, prepare_image
 I = TypeVar("I")
 O = TypeVar("O", bound=BaseModel)
 
-CAPTION_PROMPT_VERSION = "caption-v1"  # bump when the caption prompt, rules or Caption model change
+CAPTION_PROMPT_VERSION = "caption-v2"  # v2: per-field limits in the schema, 5000 output tokens; bump when the caption prompt, rules or Caption model change
 SYNTHESIS_PROMPT_VERSION = "synthesis-v2"  # v2: qa_type, pairs validated one by one, lengths in the schema; bump when the synthesis prompt, rules or ChunkSynthesis change
 
 LANGS = ("en", "zh", "und")
+# Characters per caption field. 4,000 dense Chinese characters are about 2,560 tokens of Qwen3's tokenizer,
+# and a caption at every limit about 4,520 (tests/clara_pipeline/llm/test_tasks.py measures it).
+CAPTION_LIMITS = {"title": 200, "text_in_image": 4000, "structure": 2000, "meaning": 800}
 _LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
 
 # -- language (see language.py) --------------------------------------------------------------------------
@@ -123,18 +126,22 @@ class Caption(BaseModel):
 
     model_config = pydantic.ConfigDict(extra="ignore")
 
-    title: str = Field(description="A short title naming what the figure shows.")
-    text_in_image: str = Field(description="All legible text in the figure, transcribed in reading order; "
+    title: str = Field(description="A short title naming what the figure shows.",
+                       json_schema_extra={"maxLength": CAPTION_LIMITS["title"]})
+    text_in_image: str = Field(json_schema_extra={"maxLength": CAPTION_LIMITS["text_in_image"]},
+                               description="All legible text in the figure, transcribed in reading order; "
                                            "empty if there is none.")
-    structure: str = Field(description="Steps, actors, decisions and flow direction, or parts and their "
+    structure: str = Field(json_schema_extra={"maxLength": CAPTION_LIMITS["structure"]},
+                           description="Steps, actors, decisions and flow direction, or parts and their "
                                        "connections; empty if the figure has no structure.")
-    meaning: str = Field(description="What the figure tells the reader, in 1-3 sentences.")
+    meaning: str = Field(description="What the figure tells the reader, in 1-3 sentences.",
+                         json_schema_extra={"maxLength": CAPTION_LIMITS["meaning"]})
 
     @field_validator("title", "text_in_image", "structure", "meaning")
     @classmethod
     def _clean(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        limit = 200 if info.field_name == "title" else 4000
+        limit = CAPTION_LIMITS[info.field_name]
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters long; keep it under {limit}")
         if info.field_name in ("title", "meaning") and not value:
@@ -205,7 +212,7 @@ class CaptionTask:
     name: str = "caption"
     prompt_version: str = CAPTION_PROMPT_VERSION
     output_model: type[Caption] = Caption
-    max_tokens: int = 1500
+    max_tokens: int = 5000  # a caption at every limit, in dense Chinese, with room for the JSON (was 1500)
     temperature: float = 0.2  # low: a caption describes the figure, it should not vary from run to run
     vision: bool = True
     context_chars: int = 1200  # of text before/after the figure put in the prompt

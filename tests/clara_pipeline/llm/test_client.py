@@ -266,7 +266,7 @@ def test_endpoint_provider_can_be_used_directly(loopback):
         return caption, synthesis, provider.describe()
     caption, synthesis, described = asyncio.run(main())
     assert caption.title and len(synthesis.qa_pairs) == 4
-    assert described["provider"] == "openai-compatible" and described["caption_prompt_version"] == "caption-v1"
+    assert described["provider"] == "openai-compatible" and described["caption_prompt_version"] == "caption-v2"
 
 
 def test_the_endpoint_is_not_in_the_cache_key_so_localhost_and_127_0_0_1_share_answers(loopback, tmp_path):

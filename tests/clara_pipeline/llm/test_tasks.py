@@ -1,3 +1,4 @@
+import json
 import hashlib
 
 import pydantic
@@ -134,3 +135,17 @@ def test_inputs_are_checked():
     with pytest.raises(ValueError, match="lang"):
         ChunkInput("text", "fr", 3)
     assert written_in("X200 水泵使用什么电压？") == "zh" and written_in("24 V") is None
+
+
+def test_a_caption_at_every_limit_in_dense_chinese_fits_its_output_tokens():
+    from clara_pipeline.corpus.build import token_counter
+    from clara_pipeline.llm.tasks import CAPTION_LIMITS
+
+    count = token_counter("tiny")  # the real Qwen3 tokenizer
+    dense = "变频器额定功率七点五千瓦，输入电压三百八十伏，过载能力一百五十百分比持续六十秒。" * 200
+    caption = {field: dense[:limit] for field, limit in CAPTION_LIMITS.items()}
+    tokens = count(json.dumps(caption, ensure_ascii=False))
+    assert CAPTION_LIMITS["text_in_image"] == 4000 and count(dense[:4000]) > 1500  # the old budget was too small
+    assert tokens < CAPTION.max_tokens, (tokens, CAPTION.max_tokens)
+    schema = Caption.model_json_schema()["properties"]
+    assert {f: schema[f]["maxLength"] for f in CAPTION_LIMITS} == CAPTION_LIMITS
