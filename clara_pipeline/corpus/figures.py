@@ -9,13 +9,17 @@ from ..llm import BatchResult, Caption, CaptionInput, LLMConfig, render_caption,
 
 
 def caption_figures(entries: list[dict[str, Any]], artifacts_root: Path, *, config: LLMConfig | None,
-                    cache_path: Path | None) -> BatchResult[Caption]:
+                    cache_path: Path | None, retry_failed: bool = False) -> BatchResult[Caption]:
     """Captions every figure of one document (cached by image content, model and prompt version).
 
-    Never raises for one figure: each ends as a caption or as a reported failure.
+    Never raises for one figure: each ends as a caption or as a reported failure. A figure whose captions
+    never validated in an earlier run is parked (reported, not asked again) unless `retry_failed`.
+
+    Raises:
+        EndpointUnreachable: the endpoint answered nothing; no figure is marked as failed.
     """
     items = {entry["id"]: CaptionInput.from_record(entry, artifacts_root) for entry in entries}
-    return run_captions(items, config=config, cache_path=cache_path)
+    return run_captions(items, config=config, cache_path=cache_path, retry_failed=retry_failed)
 
 
 def captions_artifact(result: BatchResult[Caption], entries: list[dict[str, Any]]) -> dict[str, Any]:

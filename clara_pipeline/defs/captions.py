@@ -9,7 +9,7 @@ from ..corpus.build import EnrichedDocument
 from ..corpus.enrich import enrich_text, raw_reference_problems
 from ..corpus.figures import caption_figures, captions_artifact
 from ..ingest.service import load_extracted
-from ..llm import OFFLINE_NOTE
+from ..llm import OFFLINE_NOTE, EndpointUnreachable
 from ..llm.tasks import CAPTION
 from ..storage import sha256_bytes, write_json_atomic
 from .partitions import documents_partitions
@@ -31,7 +31,11 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
     store = artifacts.store()
     key = context.partition_key
     entries = json.loads(store.document_images_path(key).read_text(encoding="utf-8"))["images"]
-    result = caption_figures(entries, store.root, config=llm.config(), cache_path=store.llm_cache_path)
+    try:
+        result = caption_figures(entries, store.root, config=llm.config(), cache_path=store.llm_cache_path,
+                                 retry_failed=synthesis.retry_failed)
+    except EndpointUnreachable as exc:  # one message for the step; no figure was marked as failed
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     artifact = captions_artifact(result, entries)
     data = write_json_atomic(store.captions_path(key), artifact)  # successes are kept even if the share check fails
     for failure in artifact["failures"]:
@@ -47,6 +51,7 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
         data_version=dg.DataVersion(sha256_bytes(data)),
         metadata={
             "figures": len(entries), "captioned": len(result.outputs), "failed": len(result.failures),
+            "parked": result.parked,  # failed in an earlier run and not asked again (retry_failed asks)
             "provider": result.provider.get("provider", "offline" if llm.offline else "openai-compatible"),
             "model": result.provider.get("vlm_model", "offline stand-in"),
             "http_requests": usage["http_requests"], "cache_hits": usage["cache_hits"],

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ..corpus.build import build_corpus, token_counter
 from ..corpus.store import inputs_fingerprint, load_enriched, read_chunks, write_corpus
-from ..llm import OFFLINE_NOTE
+from ..llm import OFFLINE_NOTE, EndpointUnreachable
 from ..llm.tasks import CHUNK_SYNTHESIS
 from ..storage import sha256_bytes
 from ..synthesis.run import synthesize_corpus, write_synthesis
@@ -65,8 +65,11 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
                  synthesis: SynthesisSettings) -> dg.MaterializeResult:
     store = artifacts.store()
     chunks = read_chunks(store)
-    outcome = synthesize_corpus(chunks, config=llm.config(), cache_path=store.llm_cache_path,
-                                pairs_per_chunk=synthesis.qa_pairs_per_chunk)
+    try:
+        outcome = synthesize_corpus(chunks, config=llm.config(), cache_path=store.llm_cache_path,
+                                    pairs_per_chunk=synthesis.qa_pairs_per_chunk, retry_failed=synthesis.retry_failed)
+    except EndpointUnreachable as exc:  # one message for the step; no chunk was marked as failed
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     data = write_synthesis(store, outcome)  # written first: successes are kept even if too many chunks failed
     batch = outcome.batch
     for failure in list(batch.failures.values())[:20]:
@@ -80,6 +83,7 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
         data_version=dg.DataVersion(sha256_bytes(data)),
         metadata={
             "chunks": len(chunks), "chunks_failed": len(batch.failures), "qa_pairs": len(outcome.pairs),
+            "chunks_parked": batch.parked,  # failed in an earlier run and not asked again (retry_failed asks)
             "paraphrases": len(outcome.paraphrases), "by_type": dict(outcome.curation.by_type),
             "dropped": dict(outcome.curation.dropped),
             "http_requests": usage["http_requests"], "cache_hits": usage["cache_hits"],
