@@ -87,7 +87,7 @@ class LLMResource(dg.ConfigurableResource):
     timeout_s: float = 60.0
     max_retries: int = 6
     max_reasks: int = 2
-    temperature: float = 0.2
+    temperature: float = -1.0  # < 0: each task's own (captions 0.2, QA synthesis 0.7)
     price_input_per_1m: float = -1.0  # USD per 1M prompt tokens, for the cost in metadata; < 0: unknown
     price_output_per_1m: float = -1.0
 
@@ -102,7 +102,7 @@ class LLMResource(dg.ConfigurableResource):
                          vlm_model=self.vlm_model or None, embedding_model=self.embedding_model or None,
                          max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute or None,
                          timeout_s=self.timeout_s, max_retries=self.max_retries, max_reasks=self.max_reasks,
-                         temperature=self.temperature,
+                         temperature=self.temperature if self.temperature >= 0 else None,
                          price_input_per_1m=self.price_input_per_1m if self.price_input_per_1m >= 0 else None,
                          price_output_per_1m=self.price_output_per_1m if self.price_output_per_1m >= 0 else None)
 
@@ -118,7 +118,7 @@ class LLMResource(dg.ConfigurableResource):
                    vlm_model=config.vlm_model or "", embedding_model=config.embedding_model or "",
                    max_concurrency=config.max_concurrency, requests_per_minute=config.requests_per_minute or 0.0,
                    timeout_s=config.timeout_s, max_retries=config.max_retries, max_reasks=config.max_reasks,
-                   temperature=config.temperature,
+                   temperature=-1.0 if config.temperature is None else config.temperature,
                    price_input_per_1m=-1.0 if config.price_input_per_1m is None else config.price_input_per_1m,
                    price_output_per_1m=-1.0 if config.price_output_per_1m is None else config.price_output_per_1m)
 
@@ -136,6 +136,9 @@ class SynthesisSettings(dg.ConfigurableResource):
     base_model: str = "tiny"  # whose tokenizer cuts chunks ("tiny": Qwen3's real tokenizer, as Qwen3-4B's)
     doc_max_length: int = 256  # tokens per chunk: CLaRa's document window
     chunk_overlap_tokens: int = 32
+    # Ask the LLM again for figures and chunks whose answers failed validation in an earlier run (they are
+    # parked, not paid for again, by default); `clara run --retry-failed` sets it.
+    retry_failed: bool = False
 
     def dataset_config(self):
         from ..datasets import DatasetConfig
