@@ -141,3 +141,47 @@ def test_validate_data_accepts_the_official_sample_and_reports_bad_lines(tmp_pat
     result = clara("validate-data", str(bad), "--stage", "instruct")
     assert result.returncode == 1
     assert f"{bad}:1: " in result.stdout and f"{bad}:2: " in result.stdout
+
+
+def test_extract_calls_a_folder_a_folder(tmp_path):
+    (tmp_path / "reports").mkdir()
+    result = clara("extract", str(tmp_path / "reports"))
+    assert result.returncode == 1
+    assert result.stderr == f"clara extract: {tmp_path / 'reports'}: a folder, not a document file\n"
+
+
+def test_run_on_an_empty_folder_explains_itself_and_removes_nothing(tmp_path):
+    import dagster as dg
+
+    from clara_pipeline.settings import ensure_dagster_home
+
+    raw, home = tmp_path / "raw", ensure_dagster_home(tmp_path / "home")
+    raw.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions("documents", ["guide_md-aaaaaaaaaaaa", "policy_docx-bbbbbbbbbbbb"])
+    result = clara("run", "--skip-training", env={"CLARA_RAW_DATA": str(raw), "CLARA_ARTIFACTS": str(tmp_path / "out"),
+                                                  "DAGSTER_HOME": str(home)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"the raw-data folder {raw} holds no documents" in result.stderr
+    assert "no document partition was removed" in result.stderr and "mounted" in result.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_dynamic_partitions("documents")) == 2
+
+
+def test_run_escapes_file_names_and_counts_only_what_it_ingested(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "note.md").write_text("# Note\n\nThe EG-400 gateway runs on 24 V DC and draws 6 W in normal use.\n")
+    (raw / "x\n  ok          forged_md-000000000000  markdown.md").write_bytes(b"")  # fails: empty
+    (raw / "passwd.txt").symlink_to("/etc/passwd")
+    env = {"CLARA_RAW_DATA": str(raw), "CLARA_ARTIFACTS": str(tmp_path / "out"), "DAGSTER_HOME": str(tmp_path / "home")}
+    first = clara("run", "--skip-training", env=env)
+    lines = first.stdout.splitlines()
+    assert not [line for line in lines if "forged" in line and not line.startswith("  FAILED")], first.stdout
+    assert "x\\n  ok          forged_md-000000000000  markdown.md: the file is empty" in first.stdout
+    assert "  skipped     passwd.txt: a symbolic link, not followed" in first.stdout
+    assert "2 documents: 1 ingested, 1 failed in " in first.stdout
+    assert "PreviewWarning" not in first.stderr and "Traceback" not in first.stderr, first.stderr
+
+    second = clara("run", "--skip-training", env=env)
+    assert "2 documents: 0 ingested, 1 up to date, 1 failed in " in second.stdout, second.stdout
