@@ -190,3 +190,25 @@ def test_scanned_pdf_is_flagged_by_the_text_check_but_still_ingested(settings, d
     assert checks["text_not_empty"].passed is False
     assert checks["text_not_empty"].severity == dg.AssetCheckSeverity.WARN
     assert checks["markers_resolve"].passed is True
+
+
+def test_sensor_keeps_partitions_when_the_folder_empties_and_warns_about_links(settings, defs, instance, tmp_path):
+    raw = settings.raw_data
+    for name in ("a.md", "b.md"):
+        (raw / name).write_text(f"# {name}\n\ntext text text")
+        backdate(raw / name)
+    first = tick(defs, instance)
+    for name in ("a.md", "b.md"):
+        (raw / name).unlink()
+    (raw / "passwd.txt").symlink_to("/etc/passwd")
+    result = tick(defs, instance, first.cursor)
+    assert not result.dynamic_partitions_requests and len(instance.get_dynamic_partitions("documents")) == 2
+
+
+def test_a_chinese_file_name_keeps_its_name_in_the_key_and_ingests(settings, defs, instance):
+    path = settings.raw_data / "信息安全管理制度.md"
+    path.write_text("# 信息安全管理制度\n\n所有员工必须每九十天更换一次密码。")
+    backdate(path)
+    (request,) = tick(defs, instance).run_requests
+    assert request.partition_key.startswith("信息安全管理制度_md-")
+    assert run(defs, instance, request.partition_key).success

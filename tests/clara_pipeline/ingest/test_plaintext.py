@@ -54,3 +54,15 @@ def test_markdown_local_images_become_markers_and_others_keep_alt_text(tmp_path)
     assert doc.text == f"Intro.\n\n[IMAGE_REF: {image.id}]\n\nremote and escape and missing"
     assert image.alt_text == "Approval flow"
     assert [w.code for w in doc.warnings] == ["image_remote", "image_outside_root", "image_missing"]
+
+
+def test_a_markdown_image_reached_through_a_link_is_not_read(tmp_path):
+    from tests.clara_pipeline import docgen
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "real.png").write_bytes(docgen.png())
+    (tmp_path / "figures" / "alias.png").symlink_to("real.png")
+    (tmp_path / "doc.md").write_text("# Doc\n\n![a](figures/alias.png)\n\n![b](figures/real.png)\n")
+    doc = extract_document(tmp_path / "doc.md", root=tmp_path)
+    assert len(doc.images) == 1 and [w.code for w in doc.warnings] == ["image_refused"]
+    assert "symbolic link" in doc.warnings[0].message
