@@ -49,7 +49,10 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     path: str
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(Path(self.path))
+        """The store, after finishing any set of files a crash left half-published (storage.Publication)."""
+        store = ArtifactStore(Path(self.path))
+        store.recover()
+        return store
 
 
 class ExtractionSettings(dg.ConfigurableResource):
