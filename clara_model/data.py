@@ -30,7 +30,8 @@ from typing import Any
 
 from clara_model.config import Stage
 
-MAX_WARNINGS_SHOWN = 20  # errors are all printed; warnings can be one per row
+MAX_ERRORS_SHOWN = 20  # a wrong file (a README, another stage's data) has an error on every line
+MAX_WARNINGS_SHOWN = 20  # warnings can be one per row
 DEFAULT_TOP_K = 5  # generation_top_k of stages 2 and 3; fewer e2e candidates than this is reported
 
 
@@ -191,18 +192,27 @@ def validate_data_main(path: str, stage: str) -> int:
     except OSError as error:
         print(f"{path}: {error.strerror or error}")
         return 1
-    for line in report.errors:
+    for line in report.errors[:MAX_ERRORS_SHOWN]:
         print(line)
+    if len(report.errors) > MAX_ERRORS_SHOWN:
+        print(f"{path}: ... and {_count(len(report.errors) - MAX_ERRORS_SHOWN, 'more error')}")
     for line in report.warnings[:MAX_WARNINGS_SHOWN]:
         print(line)
     if len(report.warnings) > MAX_WARNINGS_SHOWN:
-        print(f"{path}: ... and {len(report.warnings) - MAX_WARNINGS_SHOWN} more warnings")
+        print(f"{path}: ... and {_count(len(report.warnings) - MAX_WARNINGS_SHOWN, 'more warning')}")
     if not report.ok:
-        print(f"{path}: {len(report.errors)} errors in {report.rows + len(report.errors)} rows ({report.stage.value})")
+        bad_rows = len(report.errors) - (report.rows == 0 and report.errors[-1] == f"{path}: no rows")
+        print(f"{path}: {_count(len(report.errors), 'error')} in {_count(report.rows + bad_rows, 'row')} "
+              f"({report.stage.value})")
         return 1
     counts = ", ".join(f"{key} {value}" for key, value in sorted(report.counts.items()))
     print(f"{path}: {report.rows} rows OK for stage {report.stage.value} ({counts})")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 error`, `2 errors`, `0 rows`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # -- row parsing ---------------------------------------------------------------------------------------------

@@ -154,3 +154,24 @@ def test_unreadable_inputs_fail_with_a_message(tmp_path, capsys):
     assert "not UTF-8" in capsys.readouterr().out
     assert validate_data_main(str(tmp_path / "latin1.jsonl"), "stage9") == 1
     assert "stages are pretrain, instruct, e2e" in capsys.readouterr().out
+
+
+def test_validate_data_caps_the_errors_it_prints_and_counts_in_plain_words(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("".join(f"line {i} of a README, not JSON\n" for i in range(262)), encoding="utf-8")
+    assert validate_data_main(str(readme), "pretrain") == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in out[:20]] == [f"{readme}:{i}" for i in range(1, 21)]
+    assert out[20:] == [f"{readme}: ... and 242 more errors", f"{readme}: 262 errors in 262 rows (pretrain)"]
+
+    good = {"data_type": "qa", "question": ["q"], "answers": ["a"], "docs": ["d"]}
+    one = write_jsonl(tmp_path / "one.jsonl", [good, "not json"])
+    assert validate_data_main(str(one), "pretrain") == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"{one}: 1 error in 2 rows (pretrain)"
+    single = write_jsonl(tmp_path / "single.jsonl", ["not json"])
+    assert validate_data_main(str(single), "pretrain") == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"{single}: 1 error in 1 row (pretrain)"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert validate_data_main(str(empty), "pretrain") == 1
+    assert capsys.readouterr().out.splitlines() == [f"{empty}: no rows", f"{empty}: 1 error in 0 rows (pretrain)"]
