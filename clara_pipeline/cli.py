@@ -1,7 +1,7 @@
 """`clara`: the command line.
 
     clara extract FILE [--images-dir DIR]   print one document's extraction as JSON
-    clara run [--only-new]                  run the main job on the embedded defaults
+    clara run [--retry-failed] [--skip-training]   run the whole graph on the embedded defaults
     clara dev [-p PORT]                     start the Dagster UI and daemon on this project
     clara validate-data FILE --stage S      check a training JSONL file (S: pretrain, instruct, e2e)
 
@@ -17,8 +17,19 @@ import os
 import sys
 from pathlib import Path
 
+from .accounting import ExitStatus
 from .settings import Settings, ensure_dagster_home
 from .training.stages import COMPRESSION_RATES
+
+RUN_EPILOG = f"""\
+exit status:
+  {ExitStatus.OK:d}  everything is done
+  {ExitStatus.FAILED:d}  a step failed (synthesis, a dataset, training, evaluation, or every document)
+  {ExitStatus.USAGE:d}  nothing was run: a bad command line, or the raw-data folder is missing or empty
+  {ExitStatus.INCOMPLETE:d}  finished, but items were left out: documents that failed to ingest, figures without a
+     caption, chunks without QA pairs (failed or parked), raw-folder entries skipped, removals held back;
+     the summary at the end lists them with their first reasons
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("run", help="run the whole graph on the embedded defaults: ingest the raw-data folder, "
-                                   "synthesize the datasets, train the three stages at one compression rate, evaluate")
+                                   "synthesize the datasets, train the three stages at one compression rate, evaluate",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
     p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
     p.add_argument("--compression-rate", default="32", choices=list(COMPRESSION_RATES),
                    help="the partition of the training stages and the evaluation (default 32)")
     p.add_argument("--max-steps", type=int, default=30,
                    help="optimizer steps per training stage (default 30; 0 trains for the stage configs' epochs)")
     p.add_argument("--skip-training", action="store_true", help="stop after the datasets")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="ask the LLM again for the figures and chunks parked by earlier runs (their answers never "
+                        "validated, so by default they are not paid for again)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("dev", help="start the Dagster UI (webserver + daemon) for this project")
@@ -79,8 +94,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_main
 
     settings = Settings.from_env()
+    if not args.verbose:  # the summary speaks for each item once; --verbose shows the library's warnings too
+        import logging
+
+        quiet = logging.StreamHandler()
+        quiet.setLevel(logging.ERROR)
+        logging.getLogger("clara_pipeline").addHandler(quiet)
     return run_main(settings, verbose=args.verbose, train=not args.skip_training,
-                    compression_rate=args.compression_rate, max_steps=args.max_steps)
+                    compression_rate=args.compression_rate, max_steps=args.max_steps, retry_failed=args.retry_failed)
 
 
 def _cmd_validate_data(args: argparse.Namespace) -> int:

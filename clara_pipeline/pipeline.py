@@ -8,6 +8,9 @@
    its checkpoint; an interrupted one resumes from its last checkpoint.
 
 Everything runs in process and lands in DAGSTER_HOME, so it shows in `clara dev` / `dagster dev` afterwards.
+Each run carries its owner (pid, host, start time) in its tags; a later `clara run` or `clara dev` marks the
+runs of an owner that was killed as failed (stale_runs.py). The run ends with what did not make it, and the exit
+status says the same (accounting.py: 0 done, 1 a step failed, 2 nothing to run, 3 finished with items left out).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 
 import dagster as dg
 
+from .accounting import ExitStatus, RunAccount, plural
 from .definitions import build_definitions
 from .defs.partitions import documents_partitions
 from .defs.training import TrainingSettings, ensure_gpu_pool_limit, training_assets
@@ -27,6 +31,7 @@ from .ingest.rawfiles import printable
 from .ingest.sources import PartitionPlan, ScanResult, plan_partitions, scan_folder, skipped_lines
 from .llm.tasks import CAPTION
 from .settings import Settings, ensure_dagster_home
+from .stale_runs import fail_runs_of_dead_processes, owner_tags
 from .training.base_model import CPU_BASE
 from .training.watch import TrainingWatcher
 
@@ -53,14 +58,18 @@ def sync_partitions(instance: dg.DagsterInstance, settings: Settings, scan: Scan
     return plan
 
 
-def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train: bool = True,
-             compression_rate: str = "32", max_steps: int = 30) -> int:
+def run_main(settings: Settings, *, verbose: bool = False, out=None, train: bool = True,
+             compression_rate: str = "32", max_steps: int = 30, retry_failed: bool = False) -> int:
     """Runs the pipeline on every document, then trains and evaluates at `compression_rate` (unless `train` is
-    False); returns 0 when all succeeded, 1 when anything failed."""
+    False); prints what did not make it; returns an `ExitStatus` (see accounting.py).
+
+    `retry_failed` asks the LLM again for the figures and chunks parked by earlier runs.
+    """
+    out = out or sys.stdout  # read at the call: a caller may have replaced sys.stdout
     raw = printable(str(settings.raw_data))
     if not settings.raw_data.is_dir():
         print(f"clara run: the raw-data folder {raw} does not exist (set CLARA_RAW_DATA)", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     scan = scan_raw_folder(settings)
     for line in skipped_lines(scan):
         print(f"  skipped     {line}", file=out)
@@ -70,18 +79,42 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
               + (f" ({len(scan.skipped)} entries skipped, see above)" if scan.skipped else "")
               + "; nothing to ingest, and no document partition was removed. Check that the folder (or the share "
               "it lives on) is mounted, or set CLARA_RAW_DATA.", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     os.environ["DAGSTER_HOME"] = str(ensure_dagster_home(settings.dagster_home))
     # Without --verbose the trainer's log lines go to each run's train.log only, not to the terminal.
     defs = build_definitions(settings, resources=None if verbose else {
         "training": TrainingSettings.from_env(echo_trainer_output=False)})
     instance = dg.DagsterInstance.get()
+    for line in fail_runs_of_dead_processes(instance, by="clara run"):  # they would hold run-queue slots
+        print(f"  cleaned up  {line}", file=out)
     plan = sync_partitions(instance, settings, scan)
+    account = RunAccount()
+    account.skipped_entries.add(len(scan.skipped), skipped_lines(scan))
+    account.held_back.add(len(plan.held_back), [plan.message] if plan.held_back else [])
+    status = _run_steps(defs, instance, settings, plan, account, verbose=verbose, out=out, train=train,
+                        compression_rate=compression_rate, max_steps=max_steps, retry_failed=retry_failed)
+    for line in account.summary():
+        print(line, file=out)
+    if status is ExitStatus.OK:
+        status = account.status()
+    print({ExitStatus.OK: "done: everything made it (exit status 0)",
+           ExitStatus.INCOMPLETE: "finished, with the items above left out (exit status 3)",
+           ExitStatus.FAILED: "FAILED: a step failed, see above (exit status 1)"}[status], file=out)
+    return status
+
+
+def _run_steps(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Settings, plan: PartitionPlan,
+               account: RunAccount, *, verbose: bool, out, train: bool, compression_rate: str, max_steps: int,
+               retry_failed: bool) -> ExitStatus:
+    """Ingestion, synthesis, then training and evaluation; counts what is left out in `account`; returns OK or
+    FAILED."""
+    raw = printable(str(settings.raw_data))
     # A held-back partition keeps its artifacts (and its place in the corpus) but has no file to ingest.
     keys = sorted(set(instance.get_dynamic_partitions(documents_partitions.name)) - set(plan.held_back))
     llm = defs.resources["llm"]
     print(f"raw data: {raw} ({len(keys)} documents; {len(plan.add)} new, {len(plan.delete)} removed"
-          + (f", {len(scan.skipped)} entries skipped" if scan.skipped else "") + ")", file=out)
+          + (f", {plural(account.skipped_entries.count, 'entry', 'entries')} skipped"
+             if account.skipped_entries.count else "") + ")", file=out)
     if plan.held_back:
         print(f"  held back   {plan.message}", file=out)
     print(f"artifacts: {settings.artifacts}\nDAGSTER_HOME: {settings.dagster_home}", file=out)
@@ -89,7 +122,10 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
                      else f"{llm.base_url} ({llm.model}, vision {llm.vlm_model or llm.model})"), file=out)
 
     run_config = None if verbose else _QUIET
-    tags = {"clara/launched_by": "clara run"}
+    # The parked figures and chunks are asked again only when the run says so (the UI: the same run config).
+    llm_run_config = {**(run_config or {}), **({"resources": {"synthesis": {"config": {"retry_failed": True}}}}
+                                                if retry_failed else {})} or None
+    tags = {"clara/launched_by": "clara run", **owner_tags()}
     started = time.perf_counter()
     failures = up_to_date = 0
     job = defs.resolve_job_def("ingest_documents")
@@ -99,38 +135,72 @@ def run_main(settings: Settings, *, verbose: bool = False, out=sys.stdout, train
             up_to_date += 1
             continue
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
-                                        run_config=run_config, tags=tags)
+                                        run_config=llm_run_config, tags=tags)
+        failed_check = print_failed_checks(result, out, indent="              ") and result.success
         if result.success:
             document = load_extracted(defs.resources["artifacts"].store(), key)[0]
             pages = f"{document.page_count} pages, " if document.pages else ""
+            captions = materialization_metadata(result, "image_captions")
+            uncaptioned = captions.get("failed", 0)
             print(f"  ok          {key}  {document.format}, {pages}{len(document.text):,} chars, "
-                  f"{len(document.images)} figures, {len(document.warnings)} warnings", file=out)
+                  f"{plural(len(document.images), 'figure')}"
+                  + (f" ({uncaptioned} without a caption)" if uncaptioned else "")
+                  + f", {plural(len(document.warnings), 'warning')}", file=out)
+            account.uncaptioned_figures.add(uncaptioned, [f"{key}: {line}" for line in
+                                                          markdown_items(captions.get("first_failures", ""))])
+            account.parked_figures += captions.get("parked", 0)
         else:
-            failures += 1
             print(f"  FAILED      {key}: {printable(failure_reason(result), backslash=False)}", file=out)
-        if print_failed_checks(result, out, indent="              ") and result.success:
+        if failed_check or not result.success:
             failures += 1  # a failed ERROR check that does not block the run still fails the document
+            account.failed_documents.add(1, [f"{key}: {printable(failure_reason(result), backslash=False)}"])
     counts = [f"{len(keys) - up_to_date - failures} ingested"] + [f"{up_to_date} up to date"] * bool(up_to_date) \
         + [f"{failures} failed"] * bool(failures)
     print(f"{len(keys)} documents: {', '.join(counts)} in {time.perf_counter() - started:.1f} s"
           + (" (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
     if keys and failures == len(keys):
-        return 1
+        return ExitStatus.FAILED
 
     started = time.perf_counter()
     result = defs.resolve_job_def("synthesize_datasets").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+        instance=instance, raise_on_error=False, run_config=llm_run_config, tags=tags)
+    count_synthesis(result, account)
     if print_failed_checks(result, out) or not result.success:
         print(f"synthesis FAILED: {failure_reason(result)}", file=out)
-        return 1
+        return ExitStatus.FAILED
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         summary = ", ".join(f"{k} {meta[k].value}" for k in _SUMMARY.get(event.asset_key.to_user_string(), ()) if k in meta)
         print(f"  {event.asset_key.to_user_string():<20} {summary}", file=out)
     print(f"synthesis done in {time.perf_counter() - started:.1f} s", file=out)
     if train and not run_training(defs, instance, compression_rate, max_steps, run_config, tags, out):
-        return 1
-    return 1 if failures else 0
+        return ExitStatus.FAILED
+    return ExitStatus.OK
+
+
+def materialization_metadata(result, asset: str) -> dict:
+    """The metadata values of `asset`'s materialization in a run's result ({} when it was not materialized)."""
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.to_user_string() == asset:
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    return {}
+
+
+def markdown_items(text: str) -> list[str]:
+    """The items of a Markdown list (`- item` lines), as asset metadata gives first failures."""
+    return [line[2:] for line in str(text).splitlines() if line.startswith("- ")]
+
+
+def count_synthesis(result, account: RunAccount) -> None:
+    """Adds the chunks without QA pairs and what the rules dropped in a synthesis run to `account`."""
+    qa = materialization_metadata(result, "qa_synthesis")
+    account.chunks_without_pairs.add(qa.get("chunks_failed", 0), markdown_items(qa.get("first_failures", "")))
+    account.parked_chunks += qa.get("chunks_parked", 0)
+    for reason, n in (qa.get("dropped") or {}).items():
+        account.dropped[f"QA pairs: {reason.replace('_', ' ')}"] += n
+    for asset in ("pretrain_dataset", "instruction_dataset", "end_to_end_dataset"):
+        for reason, n in (materialization_metadata(result, asset).get("rows_dropped") or {}).items():
+            account.dropped[f"{asset.removesuffix('_dataset')} rows: {reason.replace('_', ' ')}"] += n
 
 
 def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, max_steps: int,
@@ -202,7 +272,7 @@ def _num(value) -> str:
 
 _SUMMARY = {
     "corpus": ("documents", "chunks", "tokens_mean"),
-    "qa_synthesis": ("qa_pairs", "paraphrases", "http_requests", "cache_hits"),
+    "qa_synthesis": ("qa_pairs", "paraphrases", "chunks_failed", "chunks_parked", "http_requests", "cache_hits"),
     "pretrain_dataset": ("rows", "path"),
     "instruction_dataset": ("rows", "path"),
     "end_to_end_dataset": ("rows", "path"),
@@ -268,5 +338,16 @@ def failure_reason(result) -> str:
             data = event.step_failure_data
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
-            return data.error.message.strip().splitlines()[-1] if data.error else "step failed"
+            return error_line(data.error) if data.error else "step failed"
     return "run failed"
+
+
+def error_line(error) -> str:
+    """One line for a step's error (a SerializableErrorInfo): the error the code raised, not Dagster's wrapper
+    ("DagsterExecutionStepExecutionError: Error occurred while executing op ..."), with a hint for a full disk."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    line = next((line for line in error.message.strip().splitlines() if line.strip()), error.cls_name or "error")
+    if "[Errno 28]" in line:  # storage names the file it was writing
+        line += " (the disk is full: free space there and run again; nothing half-written was published)"
+    return line

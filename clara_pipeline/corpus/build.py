@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from ..ingest.model import detect_language
 from .chunking import ChunkingConfig, TokenCounter, chunk_id, chunk_text
+from .enrich import strip_placeholders
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def build_corpus(documents: Iterable[EnrichedDocument], count_tokens: TokenCount
     for doc in sorted(documents, key=lambda d: d.key):
         ids = []
         for index, text in enumerate(chunk_text(doc.text, count_tokens, config)):
+            if not strip_placeholders(text):  # only placeholders of uncaptioned figures: nothing to learn from
+                continue
             cid = chunk_id(text)
             ids.append(cid)
             if cid in seen:

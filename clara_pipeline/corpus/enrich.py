@@ -2,7 +2,11 @@
 
 This is the text training sees. The reference put the captions into the synthesis prompt only and left the
 raw marker (a file path) in the training documents; here no marker, id or path survives. A figure without a
-caption (its captioning failed and will be retried) leaves its alt text, or nothing.
+caption (its captioning failed, or it is parked: see `clara run --retry-failed`) never silently disappears: it
+leaves the placeholder `[Figure (caption unavailable)]`, or `[Figure (caption unavailable): <alt text>]` when the
+document gave one, so a reader of the training text sees that a figure stood there. The placeholder names no
+image id or path (the raw-reference checks stay clean); QA synthesis is not asked about it (`strip_placeholders`),
+and a chunk made of placeholders alone is not content (see corpus/build.py).
 """
 
 from __future__ import annotations
@@ -13,11 +17,28 @@ from dataclasses import dataclass
 
 from ..ingest.model import MARKER_RE, raw_figure_references
 
+UNCAPTIONED = "[Figure (caption unavailable)]"
+# The placeholder, with or without alt text (which never holds brackets or a newline: see `placeholder`).
+PLACEHOLDER_RE = re.compile(r"\[Figure \(caption unavailable\)(?:: [^\[\]\n]*)?\]")
+
+
+def placeholder(alt_text: str = "") -> str:
+    """What stands in the training text for a figure that has no caption: `UNCAPTIONED`, with the alt text."""
+    alt = " ".join(re.sub(r"[\[\]]", " ", alt_text).split())
+    return f"{UNCAPTIONED[:-1]}: {alt}]" if alt else UNCAPTIONED
+
+
+def strip_placeholders(text: str) -> str:
+    """`text` without the placeholders of uncaptioned figures: what is content to ask questions about."""
+    text = re.sub(r"(?<=\S)[ \t]{2,}(?=\S)", " ", PLACEHOLDER_RE.sub("", text))
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
+
+
 @dataclass(frozen=True)
 class EnrichedText:
     text: str
     captioned: int  # markers replaced by a caption
-    uncaptioned: list[str]  # ids of figures that had no caption (alt text or nothing left in their place)
+    uncaptioned: list[str]  # ids of figures that had no caption (a placeholder left in their place)
 
 
 def enrich_text(text: str, captions: Mapping[str, str], alt_texts: Mapping[str, str] | None = None) -> EnrichedText:
@@ -40,8 +61,7 @@ def enrich_text(text: str, captions: Mapping[str, str], alt_texts: Mapping[str, 
                 captioned += 1
             else:
                 uncaptioned.append(image_id)
-                alt = (alt_texts.get(image_id) or "").strip()
-                caption = f"[Figure: {alt}]" if alt else ""
+                caption = placeholder(alt_texts.get(image_id) or "")
             if in_table:
                 return " ".join(caption.split()).replace("|", "\\|")
             return caption

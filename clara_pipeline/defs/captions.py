@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from ..accounting import failure_lines
 from ..corpus.build import EnrichedDocument
 from ..corpus.enrich import enrich_text, raw_reference_problems
 from ..corpus.figures import caption_figures, captions_artifact
@@ -16,7 +17,7 @@ from .partitions import documents_partitions
 from .resources import ArtifactStoreResource, LLMResource, SynthesisSettings
 
 CAPTIONS_CODE_VERSION = f"captions-{CAPTION.prompt_version}"
-ENRICH_CODE_VERSION = "enrich-v1"
+ENRICH_CODE_VERSION = "enrich-v2"  # v2: a figure without a caption leaves a placeholder
 
 
 @dg.asset(
@@ -52,6 +53,8 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
         metadata={
             "figures": len(entries), "captioned": len(result.outputs), "failed": len(result.failures),
             "parked": result.parked,  # failed in an earlier run and not asked again (retry_failed asks)
+            "first_failures": dg.MetadataValue.md("\n".join(
+                f"- {line}" for line in failure_lines(artifact["failures"], _figure_label(entries))) or "none"),
             "provider": result.provider.get("provider", "offline" if llm.offline else "openai-compatible"),
             "model": result.provider.get("vlm_model", "offline stand-in"),
             "http_requests": usage["http_requests"], "cache_hits": usage["cache_hits"],
@@ -62,6 +65,19 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
             "path": dg.MetadataValue.path(str(store.captions_path(key))),
         },
     )
+
+
+def _figure_label(entries: list[dict]):
+    """`figure 2 (page 3)` for an image id: how a user finds the figure in the document."""
+    place = {e["id"]: (n, e.get("page")) for n, e in enumerate(entries, 1)}
+
+    def label(image_id: str) -> str:
+        if image_id not in place:
+            return image_id
+        number, page = place[image_id]
+        return f"figure {number}" + (f" (page {page})" if page else "")
+
+    return label
 
 
 @dg.asset(

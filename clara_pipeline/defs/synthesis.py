@@ -5,6 +5,7 @@ from collections import Counter
 
 import dagster as dg
 
+from ..accounting import failure_lines
 from ..corpus.build import build_corpus, token_counter
 from ..corpus.store import inputs_fingerprint, load_enriched, read_chunks, write_corpus
 from ..llm import OFFLINE_NOTE, EndpointUnreachable
@@ -84,6 +85,9 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
         metadata={
             "chunks": len(chunks), "chunks_failed": len(batch.failures), "qa_pairs": len(outcome.pairs),
             "chunks_parked": batch.parked,  # failed in an earlier run and not asked again (retry_failed asks)
+            "chunks_failed_by_kind": batch.failures_by_kind(),
+            "first_failures": dg.MetadataValue.md("\n".join(f"- {line}" for line in failure_lines(
+                (f.as_dict() for f in batch.failures.values()), _chunk_label(chunks))) or "none"),
             "paraphrases": len(outcome.paraphrases), "by_type": dict(outcome.curation.by_type),
             "dropped": dict(outcome.curation.dropped),
             "http_requests": usage["http_requests"], "cache_hits": usage["cache_hits"],
@@ -94,3 +98,9 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
             "sample": dg.MetadataValue.md(sample or "no pairs"),
         },
     )
+
+
+def _chunk_label(chunks):
+    """`eg200_front_panel.jpg, chunk 1 (77382a52)` for a chunk id: which document, and where in it."""
+    where = {c.chunk_id: f"{c.source}, chunk {c.index + 1}" for c in chunks}
+    return lambda chunk_id: f"{where.get(chunk_id, 'chunk')} ({chunk_id[:8]})"

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..corpus.build import CorpusChunk
+from ..corpus.enrich import strip_placeholders
 from ..llm import BatchResult, ChunkInput, ChunkSynthesis, LLMConfig, run_chunk_synthesis
 from ..storage import ArtifactStore, write_bytes_atomic, write_json_atomic
 from ..datasets.records import QAPair
@@ -30,8 +31,9 @@ def synthesize_corpus(chunks: list[CorpusChunk], *, config: LLMConfig | None, ca
     Raises:
         EndpointUnreachable: the endpoint answered nothing; no chunk is marked as failed.
     """
-    items = {c.chunk_id: ChunkInput(c.text, c.lang if c.lang in ("en", "zh") else "und", n_pairs=pairs_per_chunk,
-                                    chunk_id=c.chunk_id)
+    # The LLM is not asked about the placeholder of a figure without a caption (corpus/enrich.py).
+    items = {c.chunk_id: ChunkInput(strip_placeholders(c.text), c.lang if c.lang in ("en", "zh") else "und",
+                                    n_pairs=pairs_per_chunk, chunk_id=c.chunk_id)
              for c in chunks}
     batch = run_chunk_synthesis(items, config=config, cache_path=cache_path, retry_failed=retry_failed)
     raw = {c.chunk_id: batch.outputs[c.chunk_id].qa_pairs for c in chunks if c.chunk_id in batch.outputs}

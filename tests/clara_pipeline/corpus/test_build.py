@@ -37,3 +37,11 @@ def test_chunk_language_is_detected_per_chunk():
                                "中文段落：网关的供电电压为二十四伏直流电，功耗六瓦。" * 3)], count, tokenizer="tiny",
                           config=ChunkingConfig(max_tokens=48, overlap_tokens=0))
     assert [c.lang for c in corpus.chunks][:1] == ["en"] and "zh" in [c.lang for c in corpus.chunks]
+
+
+def test_a_chunk_of_placeholders_alone_is_not_content():
+    count = token_counter("tiny")
+    text = "Power notes for the EG-400 relay outputs and the 24 V supply.\n\n" + "[Figure (caption unavailable)]\n\n" * 30
+    corpus = build_corpus([doc("p-1", text)], count, tokenizer="tiny", config=ChunkingConfig(max_tokens=32, overlap_tokens=0))
+    assert [c.text.startswith("Power notes") for c in corpus.chunks] == [True]
+    assert corpus.documents[0]["chunks"] == [corpus.chunks[0].chunk_id]

@@ -1,4 +1,10 @@
-from clara_pipeline.corpus.enrich import enrich_text, raw_reference_problems
+from clara_pipeline.corpus.enrich import (
+    UNCAPTIONED,
+    enrich_text,
+    placeholder,
+    raw_reference_problems,
+    strip_placeholders,
+)
 
 A, B, C = "img-00000000000000aa", "img-00000000000000bb", "img-00000000000000cc"
 TEXT = (f"Intro paragraph.\n\n[IMAGE_REF: {A}]\n\nFigure 1: wiring.\n\n| Part | Photo |\n|---|---|\n"
@@ -13,11 +19,17 @@ def test_markers_become_captions_in_place():
     assert raw_reference_problems(result.text) == []
 
 
-def test_missing_captions_leave_alt_text_or_nothing():
-    result = enrich_text(TEXT, {A: "Wiring diagram."}, alt_texts={B: "crimp photo"})
-    assert "| Crimp | [Figure: crimp photo] |" in result.text
-    assert "See inline." in result.text and "IMAGE_REF" not in result.text
+def test_a_figure_without_a_caption_leaves_a_visible_placeholder():
+    result = enrich_text(TEXT, {A: "Wiring diagram."}, alt_texts={B: "crimp [photo] | left"})
+    assert "| Crimp | [Figure (caption unavailable): crimp photo \\| left] |" in result.text
+    assert "See [Figure (caption unavailable)] inline." in result.text and "IMAGE_REF" not in result.text
     assert result.uncaptioned == [B, C]
+    assert raw_reference_problems(result.text) == []  # no image id or path in the placeholder
+    # what QA synthesis is given: the text without the placeholders
+    assert strip_placeholders(result.text) == ("Intro paragraph.\n\nWiring diagram.\n\nFigure 1: wiring.\n\n"
+                                               "| Part | Photo |\n|---|---|\n| Crimp | |\n\nSee inline.")
+    assert placeholder("") == UNCAPTIONED and placeholder(" a\nb ") == "[Figure (caption unavailable): a b]"
+    assert strip_placeholders(f"{UNCAPTIONED}\n\n{placeholder('x')}") == ""
 
 
 def test_raw_references_are_detected():
