@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
-from ..storage import ArtifactStore, write_bytes_atomic, write_json_atomic
+from ..storage import ArtifactStore, encode_json, publish_together
 from .build import Corpus, CorpusChunk, EnrichedDocument
 
 
@@ -37,17 +37,26 @@ def inputs_fingerprint(store: ArtifactStore, keys: Iterable[str]) -> str:
 
 
 def write_corpus(store: ArtifactStore, corpus: Corpus, fingerprint: str) -> None:
+    """Publishes chunks.jsonl and manifest.json together (storage.publish_together): never one without the other.
+
+    Raises:
+        ValueError: when the corpus has no chunks (nothing is written: the last good corpus stays).
+        OSError: naming the file (Errno 28 when the disk is full); nothing was published.
+    """
+    if not corpus.chunks:
+        raise ValueError(f"the corpus of {len(corpus.documents)} documents has no chunks (is every enriched text "
+                         "empty?): nothing was published, the last good corpus stays")
     lines = "".join(json.dumps(asdict(c), ensure_ascii=False, sort_keys=True) + "\n" for c in corpus.chunks)
-    write_bytes_atomic(store.corpus_dir / "chunks.jsonl", lines.encode("utf-8"))
-    write_json_atomic(store.corpus_dir / "manifest.json",
-                      {**corpus.manifest(), "data_version": corpus.data_version, "inputs_fingerprint": fingerprint})
+    manifest = {**corpus.manifest(), "data_version": corpus.data_version, "inputs_fingerprint": fingerprint}
+    publish_together(store.root, {store.chunks_path: lines.encode("utf-8"),
+                                  store.corpus_manifest_path: encode_json(manifest)})
 
 
 def read_chunks(store: ArtifactStore) -> list[CorpusChunk]:
-    path = store.corpus_dir / "chunks.jsonl"
+    path = store.chunks_path
     return [CorpusChunk(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def read_manifest(store: ArtifactStore) -> dict | None:
-    path = store.corpus_dir / "manifest.json"
+    path = store.corpus_manifest_path
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

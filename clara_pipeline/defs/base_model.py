@@ -28,7 +28,7 @@ def clara_base_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore
                      training: TrainingSettings) -> dg.MaterializeResult:
     store = artifacts.store()
     if training.base_model == CPU_BASE:
-        chunks = store.root / "corpus" / "chunks.jsonl"
+        chunks = store.chunks_path
         context.log.info("pretraining the CPU base model (a few minutes on 2 cores; cached by corpus and settings)")
         record, info = build_cpu_base(store.root, chunks if chunks.exists() else None,
                                       steps=training.cpu_base_steps or None)

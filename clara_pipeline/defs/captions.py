@@ -24,7 +24,7 @@ ENRICH_CODE_VERSION = "enrich-v2"  # v2: a figure without a caption leaves a pla
     partitions_def=documents_partitions, deps=["document_images"], group_name="captions", pool="llm_api",
     code_version=CAPTIONS_CODE_VERSION, kinds={"openai"},
     description="A caption for each figure from the vision LLM (or the offline stand-in): title, transcribed "
-                "text, structure, meaning, in the document's language (documents/<key>/captions.json). "
+                "text, structure, meaning, in the document's language (documents/{key}/captions.json). "
                 "Cached by image content, model and prompt version; failed figures are retried on the next run.",
 )
 def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource, llm: LLMResource,
@@ -38,7 +38,6 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
     except EndpointUnreachable as exc:  # one message for the step; no figure was marked as failed
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     artifact = captions_artifact(result, entries)
-    data = write_json_atomic(store.captions_path(key), artifact)  # successes are kept even if the share check fails
     for failure in artifact["failures"]:
         context.log.warning(f"figure {failure['key']} not captioned ({failure['kind']}): {failure['message']}")
     if entries and result.failure_fraction > synthesis.max_failed_caption_share:
@@ -46,6 +45,9 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
             description=f"{len(result.failures)} of {len(entries)} figures could not be captioned "
                         f"(more than {synthesis.max_failed_caption_share:.0%}); by kind {result.failures_by_kind()}",
             metadata={"failures": dg.MetadataValue.json(artifact["failures"][:20])})
+    # Published only now, past the share check: the last good captions stay otherwise (and the captions that did
+    # validate are in the LLM cache, so the next run does not pay for them again).
+    data = write_json_atomic(store.captions_path(key), artifact)
     usage = result.usage.as_dict()
     preview = "\n\n".join(f"**{image_id}**: {c['text'][:300]}" for image_id, c in list(artifact["captions"].items())[:5])
     return dg.MaterializeResult(
@@ -83,7 +85,8 @@ def _figure_label(entries: list[dict]):
 @dg.asset(
     partitions_def=documents_partitions, deps=["extracted_document", "image_captions"], group_name="captions",
     code_version=ENRICH_CODE_VERSION,
-    description="The text training sees: each figure marker replaced by its caption (documents/<key>/enriched.json).",
+    description="The text training sees: each figure marker replaced by its caption, or by the placeholder "
+                "'[Figure (caption unavailable)]' when it has none (documents/{key}/enriched.json).",
 )
 def enriched_document(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     store = artifacts.store()
@@ -95,6 +98,12 @@ def enriched_document(context: dg.AssetExecutionContext, artifacts: ArtifactStor
     enriched = EnrichedDocument(key=key, source=document.source, source_sha256=document.source_sha256,
                                 lang=document.lang, title=document.title, text=result.text,
                                 captioned=result.captioned, uncaptioned=result.uncaptioned)
+    problems = raw_reference_problems(result.text)  # the blocking check, on the new text before it is published
+    if problems:
+        raise dg.Failure(description=f"check no_raw_figure_references of enriched_document[{key}] failed on the new "
+                                     f"text: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                                                              else "") + "; nothing was published",
+                         allow_retries=False)
     data = write_json_atomic(store.enriched_document_path(key), enriched.to_dict())
     return dg.MaterializeResult(
         data_version=dg.DataVersion(sha256_bytes(data)),

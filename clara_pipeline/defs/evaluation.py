@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from ..storage import write_json_atomic
-from ..training.runs import CurrentRun, file_digests, run_fingerprint, stage_dir
+from ..training.runs import CurrentRun, file_digests, run_fingerprint
 from ..training.stages import STAGES
 from .resources import ArtifactStoreResource
 from .training import GPU_POOL, compression_rates
@@ -40,7 +40,7 @@ class EvaluationConfig(dg.Config):
     description="EM, F1 and cover-EM on the held-out questions for the stage-2 and stage-3 checkpoints, recall@1/3/5 "
                 "for stage 3, next to the untrained model, full-text RAG and closed book; empty and degenerate "
                 "predictions per system; the question, decoder and encoder tokens each used "
-                "(evaluation/rate-<r>/report.json).",
+                "(evaluation/rate-{r}/report.json).",
 )
 def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig,
                      artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
@@ -51,17 +51,17 @@ def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     rate = int(context.partition_key)
     checkpoints = {}
     for name in ("instruct", "e2e"):
-        current = CurrentRun.read(stage_dir(store.root, rate, name))
+        current = CurrentRun.read(store.training_stage_dir(rate, name))
         if current is None:
             raise dg.Failure(f"clara_evaluation[{rate}] needs {STAGES[name].asset}[{rate}]: materialize it first",
                              allow_retries=False)
         checkpoints[name] = current
-    eval_files = [store.datasets_dir / STAGES[name].eval_file for name in ("instruct", "e2e")]
+    eval_files = [store.dataset_eval_path(name) for name in ("instruct", "e2e")]
     # What decides the scores: the same inputs give the same report (generation is greedy), so it is reused.
     inputs = {"code_version": EVALUATION_CODE_VERSION, "config": config.model_dump(),
               "checkpoint_data_versions": {name: current.data_version for name, current in checkpoints.items()},
               "eval_files": file_digests(eval_files)}
-    path = store.root / "evaluation" / f"rate-{rate}" / "report.json"
+    path = store.evaluation_report_path(rate)
     stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     if stored and stored.get("inputs") == inputs:
         context.log.info(f"clara_evaluation[{rate}] is up to date: the same checkpoints, held-out rows and settings "
@@ -85,7 +85,7 @@ def clara_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
 
 
 def report_metadata(report, path, reused: bool) -> dict:
-    """The asset's metadata: the table, the report's path, and per system `<system>/<metric>` values."""
+    """The asset's metadata: the table, the report's path, and per system `{system}/{metric}` values."""
     metadata: dict = {"results": dg.MetadataValue.md(report.markdown_table()),
                       "report": dg.MetadataValue.path(str(path)), "reused": reused,
                       "rows": report.settings["instruct_rows"], "e2e_rows": report.settings["e2e_rows"]}

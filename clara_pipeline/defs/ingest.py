@@ -30,12 +30,12 @@ MIN_TEXT_CHARS = 20
         dg.AssetSpec(
             "extracted_document", group_name="ingest", code_version=CODE_VERSION, kinds={"python"},
             description="The document's text as Markdown with an [IMAGE_REF: id] marker at each figure, "
-                        "page boundaries and extraction warnings (documents/<key>/extracted.json).",
+                        "page boundaries and extraction warnings (documents/{key}/extracted.json).",
         ),
         dg.AssetSpec(
             "document_images", group_name="ingest", code_version=CODE_VERSION, deps=["extracted_document"],
             description="The document's figures in the content-addressed image store, with the text "
-                        "around each one for captioning (documents/<key>/images.json).",
+                        "around each one for captioning (documents/{key}/images.json).",
         ),
     ],
     partitions_def=documents_partitions,
@@ -61,6 +61,11 @@ def ingest_document(
     yield dg.MaterializeResult(asset_key="extracted_document", data_version=dg.DataVersion(outcome.data_version),
                                metadata=_document_metadata(outcome))
 
+    problems = unresolved_markers(outcome.document, store)  # the blocking check, before images.json is published
+    if problems:
+        raise dg.Failure(description=f"check markers_resolve of document_images[{key}] failed: {problems[0]}"
+                                     + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                                     + "; images.json was not published", allow_retries=False)
     manifest = image_manifest(outcome.document, store)
     manifest_path = store.document_images_path(key)
     write_json_atomic(manifest_path, {"partition": key, "source": outcome.document.source, "images": manifest})

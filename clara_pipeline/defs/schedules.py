@@ -19,7 +19,7 @@ def nightly_resynthesis(context: dg.ScheduleEvaluationContext, artifacts: Artifa
     if not keys:
         return dg.SkipReason("no documents yet")
     fingerprint = inputs_fingerprint(store, keys)
-    state = store.datasets_dir / "state.json"
+    state = store.datasets_state_path
     built_from = json.loads(state.read_text(encoding="utf-8")).get("corpus_fingerprint") if state.exists() else None
     if built_from == fingerprint:
         return dg.SkipReason(f"the datasets are up to date with the corpus ({len(keys)} documents)")

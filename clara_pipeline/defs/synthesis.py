@@ -37,7 +37,10 @@ def corpus(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
         context.log.warning(f"document {key} has no enriched text yet (not ingested, or it failed): left out")
     built = build_corpus(documents, token_counter(synthesis.base_model), tokenizer=synthesis.base_model,
                          config=synthesis.chunking())
-    write_corpus(store, built, inputs_fingerprint(store, keys))
+    if not built.chunks:
+        raise dg.Failure(f"the {len(documents)} enriched documents gave no chunks (is every text empty?): nothing "
+                         "was published, the last good corpus stays", allow_retries=False)
+    write_corpus(store, built, inputs_fingerprint(store, keys))  # chunks and manifest published together
     tokens = [c.tokens for c in built.chunks]
     rows = "\n".join(f"| `{c.chunk_id}` | {c.source} | {c.lang} | {c.tokens} | {c.text[:80].replace('|', '/')} |"
                      for c in built.chunks[:10])
@@ -71,13 +74,20 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
                                     pairs_per_chunk=synthesis.qa_pairs_per_chunk, retry_failed=synthesis.retry_failed)
     except EndpointUnreachable as exc:  # one message for the step; no chunk was marked as failed
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    data = write_synthesis(store, outcome)  # written first: successes are kept even if too many chunks failed
     batch = outcome.batch
     for failure in list(batch.failures.values())[:20]:
         context.log.warning(f"chunk {failure.key} not synthesized ({failure.kind}): {failure.message}")
+    # Checked before anything is published: a failed or empty result never replaces the last good synthesis
+    # (the answers that did validate are in the LLM cache, so the next run does not pay for them again).
     if batch.failure_fraction > synthesis.max_failed_chunk_share:
         raise dg.Failure(description=f"{len(batch.failures)} of {batch.total} chunks failed synthesis "
-                                     f"(more than {synthesis.max_failed_chunk_share:.0%}); by kind {batch.failures_by_kind()}")
+                                     f"(more than {synthesis.max_failed_chunk_share:.0%}); by kind {batch.failures_by_kind()}; "
+                                     "nothing was published, the last good synthesis stays")
+    if not outcome.pairs or not outcome.paraphrases:
+        raise dg.Failure(description=f"synthesis kept {len(outcome.pairs)} QA pairs and {len(outcome.paraphrases)} "
+                                     f"paraphrases from {len(chunks)} chunks (dropped: {dict(outcome.curation.dropped)}); "
+                                     "nothing was published, the last good synthesis stays", allow_retries=False)
+    data = write_synthesis(store, outcome)  # qa.jsonl, paraphrases.jsonl and report.json published together
     usage = batch.usage.as_dict()
     sample = "\n".join(f"- *{p.qa_type}* {p.question} -> {p.answer}" for p in outcome.pairs[:8])
     return dg.MaterializeResult(

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..corpus.build import CorpusChunk
 from ..corpus.enrich import strip_placeholders
 from ..llm import BatchResult, ChunkInput, ChunkSynthesis, LLMConfig, run_chunk_synthesis
-from ..storage import ArtifactStore, write_bytes_atomic, write_json_atomic
+from ..storage import ArtifactStore, encode_json, publish_together
 from ..datasets.records import QAPair
 from .curate import CurationReport, curate
 
@@ -47,24 +47,30 @@ def synthesize_corpus(chunks: list[CorpusChunk], *, config: LLMConfig | None, ca
 
 
 def write_synthesis(store: ArtifactStore, outcome: SynthesisOutcome) -> bytes:
-    """Writes synthesis/qa.jsonl, paraphrases.jsonl and report.json; returns the bytes that version them."""
-    folder = store.root / "synthesis"
+    """Publishes synthesis/qa.jsonl, paraphrases.jsonl and report.json together; returns the bytes that version
+    them. Call it only for an outcome that passed its checks: it replaces the last good synthesis.
+
+    Raises:
+        ValueError: when the outcome has no QA pairs or no paraphrases (nothing is written).
+        OSError: naming the file (Errno 28 when the disk is full); nothing was published.
+    """
+    if not outcome.pairs or not outcome.paraphrases:
+        raise ValueError(f"the synthesis has {len(outcome.pairs)} QA pairs and {len(outcome.paraphrases)} "
+                         "paraphrases: nothing was published, the last good synthesis stays")
     qa = "".join(json.dumps(asdict(p), ensure_ascii=False, sort_keys=True) + "\n" for p in outcome.pairs)
     para = "".join(json.dumps({"chunk_id": cid, "text": text}, ensure_ascii=False) + "\n"
                    for cid, text in outcome.paraphrases.items())
-    write_bytes_atomic(folder / "qa.jsonl", qa.encode("utf-8"))
-    write_bytes_atomic(folder / "paraphrases.jsonl", para.encode("utf-8"))
-    write_json_atomic(folder / "report.json", {
-        "kept": outcome.curation.kept, "dropped": dict(outcome.curation.dropped),
-        "by_type": dict(outcome.curation.by_type), "llm": outcome.batch.metadata()})
+    report = {"kept": outcome.curation.kept, "dropped": dict(outcome.curation.dropped),
+              "by_type": dict(outcome.curation.by_type), "llm": outcome.batch.metadata()}
+    publish_together(store.root, {store.qa_pairs_path: qa.encode("utf-8"), store.paraphrases_path: para.encode("utf-8"),
+                                  store.synthesis_report_path: encode_json(report)})
     return (qa + para).encode("utf-8")
 
 
 def read_synthesis(store: ArtifactStore) -> tuple[list[QAPair], dict[str, str]]:
-    folder = store.root / "synthesis"
-    pairs = [QAPair(**json.loads(line)) for line in (folder / "qa.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    pairs = [QAPair(**json.loads(line)) for line in store.qa_pairs_path.read_text(encoding="utf-8").splitlines() if line]
     paraphrases = {}
-    for line in (folder / "paraphrases.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in store.paraphrases_path.read_text(encoding="utf-8").splitlines():
         if line:
             row = json.loads(line)
             paraphrases[row["chunk_id"]] = row["text"]

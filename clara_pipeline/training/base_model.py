@@ -20,12 +20,12 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..storage import write_json_atomic
+from ..storage import BASE_MODEL_DIR, BASE_RECORD_FILE, write_json_atomic
 
 CPU_BASE = "clara-cpu"  # the project's pretrained CPU base
 TINY = "tiny"
-BASE_DIR = "base_model"  # under the artifacts root: the CPU base's HF folder
-RECORD_FILE = "base_model.json"  # under the artifacts root: the current BaseRecord
+BASE_DIR = BASE_MODEL_DIR  # under the artifacts root: the CPU base's HF folder (storage's layout)
+RECORD_FILE = BASE_RECORD_FILE  # under the artifacts root: the current BaseRecord
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 

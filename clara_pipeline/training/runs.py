@@ -30,7 +30,7 @@ from typing import Any
 
 from clara_model.contract import BOOKKEEPING, CHECKPOINT_CONFIG_FILE, FINAL_DIR
 
-from ..storage import sha256_file, write_json_atomic
+from ..storage import ArtifactStore, sha256_file, write_json_atomic
 
 # What the trainer writes in a run folder (metrics.jsonl, final/, summary.json, ...) is named in
 # clara_model.contract; these are the pipeline's own files.
@@ -45,8 +45,8 @@ TRAIN_LOG_FILE = "train.log"  # everything the trainer printed, every launch of 
 
 
 def stage_dir(artifacts_root: str | Path, compression_rate: int | str, stage: str) -> Path:
-    """Return `training/rate-<r>/<stage>` under the artifacts root."""
-    return Path(artifacts_root) / "training" / f"rate-{int(compression_rate)}" / stage
+    """Return `training/rate-<r>/<stage>` under the artifacts root (the layout is storage.ArtifactStore's)."""
+    return ArtifactStore(Path(artifacts_root)).training_stage_dir(compression_rate, stage)
 
 
 def run_fingerprint(parts: Mapping[str, Any]) -> str:

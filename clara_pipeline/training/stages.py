@@ -16,6 +16,7 @@ from typing import Any
 
 from clara_model.contract import TRAINER_VERSION  # torch-free: loading the Dagster definitions loads no torch
 
+from ..storage import DATASET_FILES, eval_file_name
 from .launch import LaunchSpec
 from .runs import RUNS_DIR, CurrentRun, file_digests, run_fingerprint, stage_dir
 
@@ -31,7 +32,7 @@ class StageSpec:
     stage: str  # the trainer's --stage
     asset: str
     dataset_asset: str
-    data_file: str  # under the artifacts' datasets/ folder
+    data_file: str  # under the artifacts' datasets/ folder (storage.DATASET_FILES)
     eval_file: str | None  # held-out rows, same format
     previous: str | None  # the stage whose checkpoint this one starts from
 
@@ -42,11 +43,12 @@ class StageSpec:
 
 
 STAGES = {
-    "pretrain": StageSpec("pretrain", "clara_stage1_pretrain", "pretrain_dataset", "pretrain.jsonl", None, None),
-    "instruct": StageSpec("instruct", "clara_stage2_instruct", "instruction_dataset", "instruction.jsonl",
-                          "instruction_eval.jsonl", "pretrain"),
-    "e2e": StageSpec("e2e", "clara_stage3_e2e", "end_to_end_dataset", "end_to_end.jsonl",
-                     "end_to_end_eval.jsonl", "instruct"),
+    "pretrain": StageSpec("pretrain", "clara_stage1_pretrain", "pretrain_dataset", DATASET_FILES["pretrain"], None,
+                          None),
+    "instruct": StageSpec("instruct", "clara_stage2_instruct", "instruction_dataset", DATASET_FILES["instruct"],
+                          eval_file_name(DATASET_FILES["instruct"]), "pretrain"),
+    "e2e": StageSpec("e2e", "clara_stage3_e2e", "end_to_end_dataset", DATASET_FILES["e2e"],
+                     eval_file_name(DATASET_FILES["e2e"]), "instruct"),
 }
 
 
