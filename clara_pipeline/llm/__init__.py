@@ -5,7 +5,7 @@ Typical use from an asset (see provider.py for the async form):
 
     config = LLMConfig.from_env()                      # None when CLARA_LLM_BASE_URL is unset -> offline
     result = run_chunk_synthesis({chunk_id: ChunkInput(text, lang, n_pairs=5) for ...},
-                                 config=config, cache_path=artifacts_root / "llm_cache.sqlite")
+                                 config=config, cache_path=store.llm_cache_path)  # storage.ArtifactStore
     result.outputs[chunk_id].qa_pairs; result.failures; result.metadata(); result.raise_if_failures_exceed(0.1)
 
 Importing this package starts nothing and reads no environment; the loopback server lives in

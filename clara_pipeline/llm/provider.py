@@ -1,7 +1,7 @@
 """The provider interface the pipeline calls: an endpoint (through `LLMClient`) or the offline stand-in.
 
     config = LLMConfig.from_env()                        # None: no endpoint configured -> offline
-    async with open_provider(config, cache_path=root / "llm_cache.sqlite") as provider:
+    async with open_provider(config, cache_path=store.llm_cache_path) as provider:
         captions = await provider.caption_batch({image_id: CaptionInput.from_record(r, root) for r in records})
         synthesis = await provider.synthesize_batch({chunk_id: ChunkInput(text, lang, n_pairs=5) ...})
     captions.outputs / captions.failures / captions.usage / captions.metadata()
