@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -163,6 +164,7 @@ def _fsync_dir(path: Path) -> None:
 _JOURNAL_SUFFIX = ".journal"
 _OWNER_FILE = ".owner"
 _LOCK_FILE = "publish.lock"
+_STARTING_GRACE_S = 3600.0
 
 
 class Publication:
@@ -193,10 +195,13 @@ class Publication:
         self.root = Path(os.path.abspath(root))
         self.id = uuid.uuid4().hex
         self.dir = self.root / STAGING_DIR / self.id
-        self.dir.mkdir(parents=True)
-        # Held while this process lives: recovery removes only staging folders whose owner is gone.
-        self._owner = open(self.dir / _OWNER_FILE, "wb")
+        # The owner file is locked while this process lives (recovery removes only staging folders whose owner is
+        # gone); the folder is made under a hidden name and renamed once locked, so no recovery sees it unlocked.
+        starting = self.dir.with_name(f".{self.id}")
+        starting.mkdir(parents=True)
+        self._owner = open(starting / _OWNER_FILE, "wb")
         fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(starting, self.dir)
         self._staged: dict[str, Path] = {}  # destination relative to the root -> staged file
         self.committed = False
         self._journalled = False  # from here on the set belongs to recovery if this process fails
@@ -331,7 +336,16 @@ def recover_publications(root: Path) -> list[str]:
                     finished.append(publication_id)
     for name in os.listdir(staging):
         folder = staging / name
-        if folder.is_dir() and not (staging / f"{name}{_JOURNAL_SUFFIX}").exists() and not _owned(folder):
+        if not folder.is_dir() or (staging / f"{name}{_JOURNAL_SUFFIX}").exists():
+            continue
+        try:
+            if name.startswith("."):  # a folder being set up; left over only when its process died right then
+                dead = time.time() - folder.stat().st_mtime > _STARTING_GRACE_S
+            else:
+                dead = not _owned(folder)
+        except FileNotFoundError:  # its owner finished meanwhile
+            continue
+        if dead:
             shutil.rmtree(folder, ignore_errors=True)  # never committed: its owner died before publishing
     return finished
 

@@ -176,3 +176,26 @@ def test_a_real_full_disk_publishes_nothing(small_tmpfs):
     assert _contents(_set(store, "x")) == {b"pretrain old\n", b"e2e old\n", b"state old\n"}
     assert not store.dataset_path("instruct").exists()
     assert os.listdir(store.root / STAGING_DIR) == ["publish.lock"]
+
+
+RACE = textwrap.dedent("""
+    import sys
+    from clara_pipeline import storage
+    store, tag = storage.ArtifactStore(sys.argv[1]), sys.argv[2]
+    for i in range(40):
+        storage.recover_publications(store.root)  # as every step's store() does
+        storage.publish_together(store.root, {store.dataset_path("pretrain"): f"pretrain {tag}{i}\\n".encode(),
+                                              store.dataset_path("e2e"): f"e2e {tag}{i}\\n".encode(),
+                                              store.datasets_state_path: f"state {tag}{i}\\n".encode()})
+""")
+
+
+def test_two_processes_publishing_the_same_set_leave_one_whole_set(tmp_path):
+    store = ArtifactStore(tmp_path)
+    children = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), tag], stderr=subprocess.PIPE)
+                for tag in ("a", "b")]
+    for child in children:
+        assert child.wait(timeout=120) == 0, child.stderr.read().decode()
+    versions = {path.read_bytes().split()[1] for path in _set(store, "x")}
+    assert len(versions) == 1 and versions <= {b"a39", b"b39"}
+    assert os.listdir(tmp_path / STAGING_DIR) == ["publish.lock"]
