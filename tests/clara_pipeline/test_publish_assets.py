@@ -128,7 +128,7 @@ def test_disk_full_names_errno_28_and_the_file_and_keeps_the_last_good_set(setti
     real = storage._write_all
 
     def full_disk(handle, data):
-        if f"{os.sep}datasets{os.sep}" in handle.name:
+        if f"{os.sep}datasets{os.sep}" in str(handle.name):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(handle, data)
 
@@ -176,3 +176,29 @@ def test_a_real_full_disk_fails_the_datasets_with_errno_28_and_keeps_the_last_go
     assert "[Errno 28] No space left on device" in reason and str(store.datasets_dir) in reason, reason
     assert published(store) == before
     assert os.listdir(store.root / STAGING_DIR) == ["publish.lock"]
+
+
+def test_clara_run_prints_the_disk_full_cause_in_one_line(settings, monkeypatch):
+    from clara_pipeline.pipeline import run_main
+    import io
+
+    for part in range(8):  # enough chunks for the default 20 candidates per stage-3 row
+        steps = "\n\n".join(
+            f"## Step {i}\n\nTighten terminal X{i} to {0.4 + i / 10:.1f} N·m and check that the LED L{i} turns green "
+            f"within {10 + i} seconds. If it stays red after {30 + i} seconds, replace fuse F{i} (a {i + 1} A type)."
+            for i in range(part * 12, part * 12 + 12))
+        (settings.raw_data / f"steps_{part}.md").write_text(f"# Maintenance steps, part {part}\n\n{steps}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))  # run_main sets it; restored afterwards
+    real = storage._write_all
+
+    def full_disk(handle, data):
+        if f"{os.sep}datasets{os.sep}" in str(handle.name):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(handle, data)
+
+    monkeypatch.setattr(storage, "_write_all", full_disk)
+    out = io.StringIO()
+    assert run_main(settings, train=False, out=out) == 1
+    line = next((line for line in out.getvalue().splitlines() if line.startswith("synthesis FAILED")), out.getvalue())
+    assert "[Errno 28] No space left on device" in line and str(settings.artifacts / "datasets") in line, line
+    assert "the disk is full" in line and "Dagster" not in line
