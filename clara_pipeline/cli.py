@@ -2,7 +2,8 @@
 
     clara extract FILE [--images-dir DIR]   print one document's extraction as JSON
     clara run [--retry-failed] [--skip-training]   run the whole graph on the embedded defaults
-    clara dev [-p PORT]                     start the Dagster UI and daemon on this project
+    clara dev [-p PORT]                     start the Dagster UI and daemon on this project (stops within
+                                            10 s of Ctrl-C or SIGTERM, with every process it started)
     clara validate-data FILE --stage S      check a training JSONL file (S: pretrain, instruct, e2e)
 
 Paths come from CLARA_RAW_DATA (./raw_data), CLARA_ARTIFACTS (./artifacts) and DAGSTER_HOME
@@ -111,17 +112,19 @@ def _cmd_validate_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    from .devserver import run_process_group
+
     settings = Settings.from_env()
     env = {**os.environ, "DAGSTER_HOME": str(ensure_dagster_home(settings.dagster_home)),
            "CLARA_RAW_DATA": str(settings.raw_data), "CLARA_ARTIFACTS": str(settings.artifacts)}
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     _limit_gpu_pool()
+    _fail_stale_runs()
     command = [sys.executable, "-m", "dagster", "dev", "-m", "clara_pipeline.definitions",
                "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={env['DAGSTER_HOME']}\nraw data: {settings.raw_data}\nUI: http://{args.host}:{args.port}",
           flush=True)
-    os.execvpe(command[0], command, env)
-    return 0  # not reached
+    return run_process_group(command, env)
 
 
 def _quiet_dagster_previews() -> None:
@@ -132,6 +135,17 @@ def _quiet_dagster_previews() -> None:
     import dagster as dg
 
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+def _fail_stale_runs() -> None:
+    """Runs left in progress by a killed `clara run` or `dagster dev` would hold run-queue slots for ever."""
+    import dagster as dg
+
+    from .stale_runs import fail_runs_of_dead_processes
+
+    with dg.DagsterInstance.get() as instance:
+        for line in fail_runs_of_dead_processes(instance, by="clara dev"):
+            print(f"cleaned up: {line}", flush=True)
 
 
 def _limit_gpu_pool() -> None:

@@ -29,7 +29,13 @@ DAGSTER_YAML = """\
 telemetry:
   enabled: false
 run_monitoring:
+  # The daemon (clara dev) fails a run stuck STARTING or CANCELING, and a run past its dagster/max_runtime tag
+  # (ingest_documents: 3 h). It cannot see a dead run worker or an in-process run whose `clara run` was killed:
+  # `clara run` and `clara dev` fail the runs of dead processes when they start.
   enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 60
   # A cancelled or crashed run gives its pool slots back after this long.
   free_slots_after_run_end_seconds: 120
 concurrency:

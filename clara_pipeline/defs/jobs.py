@@ -6,6 +6,9 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("extracted_document", "document_images", "image_captions", "enriched_document"),
     executor_def=dg.in_process_executor,
     description="Extract one document version (partition), store and caption its figures, and enrich its text.",
+    # Run monitoring fails a run past this (a document with hundreds of figures on a slow endpoint takes tens of
+    # minutes): a hung or orphaned ingestion must not hold a slot of the run queue for ever.
+    tags={"dagster/max_runtime": str(3 * 3600)},
 )
 
 # Everything over the whole corpus: chunking, QA synthesis and the three training datasets.

@@ -168,3 +168,46 @@ def test_a_backfill_trains_stage_1_at_two_compression_rates_one_at_a_time(tmp_pa
         assert (artifacts / "training" / f"rate-{rate}" / "pretrain" / "current.json").exists()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.event_log_storage.get_concurrency_info(GPU_POOL).slot_count == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_clara_dev_stops_with_all_its_processes_within_10_s(tmp_path, sig):
+    """SIGTERM from a process manager, or Ctrl-C's SIGINT: the webserver, daemon and code servers go too."""
+    import psutil
+
+    (tmp_path / "raw").mkdir()
+    port = free_port()
+    log = tmp_path / "clara_dev.log"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "CLARA_RAW_DATA": str(tmp_path / "raw"),
+           "CLARA_ARTIFACTS": str(tmp_path / "artifacts")}
+    with open(log, "wb") as out:
+        # In the background of a script, as a process manager or `clara dev &` starts it: its own session, and
+        # SIGINT ignored (what a non-interactive shell does to background jobs; dagster dev then never stopped).
+        proc = subprocess.Popen([sys.executable, "-m", "clara_pipeline.cli", "dev", "-p", str(port)], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    tree = []
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
+                 180, "the webserver", proc, log)
+        tree[:] = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(tree) >= 4, [p.cmdline() for p in tree]  # clara dev, dagster dev, webserver, daemon (+ code servers)
+        started = time.monotonic()
+        proc.send_signal(sig)
+
+        def running(process) -> bool:  # a zombie has stopped: it only waits for its parent (or init) to reap it
+            with contextlib.suppress(psutil.NoSuchProcess):
+                return process.status() != psutil.STATUS_ZOMBIE
+            return False
+
+        while any(running(p) for p in tree) and time.monotonic() - started < 10:
+            time.sleep(0.1)
+        assert not [p for p in tree if running(p)], [(p.pid, p.cmdline()) for p in tree if running(p)]
+        assert proc.wait(timeout=1) == 0
+    finally:
+        for process in tree:  # whatever is left when the test failed
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
