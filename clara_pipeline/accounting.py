@@ -36,6 +36,11 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     return f"{n} {noun if n == 1 else nouns or noun + 's'}"
 
 
+def kinds_in_words(counts: Mapping[str, int]) -> str:
+    """`invalid output 2, timeout 1` for {"invalid_output": 2, "timeout": 1} (failure kinds, or drop reasons)."""
+    return ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(counts.items())) or "none"
+
+
 def failure_lines(failures: Iterable[Mapping[str, Any]], label: Callable[[str], str] = str,
                   limit: int = 5) -> list[str]:
     """The first `limit` failures (ItemFailure.as_dict() records) as `<label of the item>: <message>`."""

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ..accounting import failure_lines
+from ..accounting import failure_lines, kinds_in_words
 from ..corpus.build import EnrichedDocument
 from ..corpus.enrich import enrich_text, raw_reference_problems
 from ..corpus.figures import caption_figures, captions_artifact
@@ -43,7 +43,9 @@ def image_captions(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRe
     if entries and result.failure_fraction > synthesis.max_failed_caption_share:
         raise dg.Failure(
             description=f"{len(result.failures)} of {len(entries)} figures could not be captioned "
-                        f"(more than {synthesis.max_failed_caption_share:.0%}); by kind {result.failures_by_kind()}",
+                        f"(more than {synthesis.max_failed_caption_share:.0%}): "
+                        f"{kinds_in_words(result.failures_by_kind())}; first: "
+                        + failure_lines(artifact["failures"], _figure_label(entries), limit=1)[0],
             metadata={"failures": dg.MetadataValue.json(artifact["failures"][:20])})
     # Published only now, past the share check: the last good captions stay otherwise (and the captions that did
     # validate are in the LLM cache, so the next run does not pay for them again).

@@ -5,7 +5,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ..accounting import failure_lines
+from ..accounting import failure_lines, kinds_in_words
 from ..corpus.build import build_corpus, token_counter
 from ..corpus.store import inputs_fingerprint, load_enriched, read_chunks, write_corpus
 from ..llm import OFFLINE_NOTE, EndpointUnreachable
@@ -80,12 +80,14 @@ def qa_synthesis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreReso
     # Checked before anything is published: a failed or empty result never replaces the last good synthesis
     # (the answers that did validate are in the LLM cache, so the next run does not pay for them again).
     if batch.failure_fraction > synthesis.max_failed_chunk_share:
+        first = failure_lines((f.as_dict() for f in batch.failures.values()), _chunk_label(chunks), limit=1)[0]
         raise dg.Failure(description=f"{len(batch.failures)} of {batch.total} chunks failed synthesis "
-                                     f"(more than {synthesis.max_failed_chunk_share:.0%}); by kind {batch.failures_by_kind()}; "
+                                     f"(more than {synthesis.max_failed_chunk_share:.0%}): "
+                                     f"{kinds_in_words(batch.failures_by_kind())}; first: {first}; "
                                      "nothing was published, the last good synthesis stays")
     if not outcome.pairs or not outcome.paraphrases:
         raise dg.Failure(description=f"synthesis kept {len(outcome.pairs)} QA pairs and {len(outcome.paraphrases)} "
-                                     f"paraphrases from {len(chunks)} chunks (dropped: {dict(outcome.curation.dropped)}); "
+                                     f"paraphrases from {len(chunks)} chunks (dropped: {kinds_in_words(outcome.curation.dropped)}); "
                                      "nothing was published, the last good synthesis stays", allow_retries=False)
     data = write_synthesis(store, outcome)  # qa.jsonl, paraphrases.jsonl and report.json published together
     usage = batch.usage.as_dict()

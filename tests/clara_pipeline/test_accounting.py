@@ -34,3 +34,10 @@ def test_plain_counts_and_failure_lines():
     assert (plural(1, "figure"), plural(2, "figure"), plural(0, "entry", "entries")) == ("1 figure", "2 figures", "0 entries")
     failures = [{"key": f"k{i}", "message": f"m{i}"} for i in range(9)]
     assert failure_lines(failures, str.upper, limit=2) == ["K0: m0", "K1: m1"]
+
+
+def test_failure_kinds_read_as_words_not_as_a_dict():
+    from clara_pipeline.accounting import kinds_in_words
+
+    assert kinds_in_words({"timeout": 1, "invalid_output": 2}) == "invalid output 2, timeout 1"
+    assert kinds_in_words({}) == "none"
