@@ -23,15 +23,20 @@ KILL_WAIT_S = 2.0  # after SIGKILL, for the kernel to tear the group down; GRACE
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGINT when the parent dies (Linux prctl; elsewhere nothing)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _die_with_parent():
+    """A function for the child to call before exec: SIGINT when its parent dies (Linux prctl), or None.
 
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
-        except OSError:
-            pass
+    libc is loaded here, in the parent: between fork and exec the child calls prctl and nothing else (no
+    import, no dlopen, whose locks another thread of the parent may have held at the fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -65,7 +70,7 @@ def run_process_group(command: Sequence[str], env: Mapping[str, str], *, grace_s
             stop_requested.append(time.monotonic())
             _signal_group(proc.pid, signal.SIGINT)
 
-    proc = subprocess.Popen(list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent())
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while proc.poll() is None:
