@@ -39,6 +39,7 @@ from clara_model.asserts import check
 from clara_model.base import load_base_model, load_tokenizer
 from clara_model.collate import CompressionBatch, RetrievalBatch, label_positions
 from clara_model.config import Adapter, AdapterInit, ClaraConfig, Stage
+from clara_model.head import SharedRowHead
 from clara_model.tokens import SpecialTokenEmbedding, SpecialTokens, add_special_tokens
 from clara_model.topk import cosine_scores, differentiable_topk, multi_positive_infonce
 
@@ -87,6 +88,12 @@ class ClaraModel(nn.Module):
         self.special_embedding.weight.requires_grad_(config.stage.train_special_tokens)
         if config.stage.activation_checkpointing:
             enable_activation_checkpointing(base)
+        self.shared_head = SharedRowHead.detect(base.get_output_embeddings())  # None but for the CPU base
+        if self.shared_head is not None:
+            logger.info("output layer: %d of its %d rows are one shared vector; the answer loss scores the %d "
+                        "distinct rows (the same loss, see clara_model.head)",
+                        round(float(self.shared_head.log_count[-1].exp())), self.shared_head.index.numel(),
+                        self.shared_head.rows.size(0))
         logger.info(
             "stage %s: adapters %s, training %s%s: %d parameters",
             config.stage.stage.value,
@@ -243,7 +250,10 @@ class ClaraModel(nn.Module):
         h = states.size(-1)
         states = states[:, :-1].reshape(-1, h).index_select(0, label_index)  # [T, H]: position t predicts t+1
         targets = labels[:, 1:].reshape(-1).index_select(0, label_index)  # [T]
-        logits = self.base.get_output_embeddings()(states).float()  # [T, V]
+        head = self.base.get_output_embeddings()
+        if self.shared_head is not None:  # the CPU base: the same loss from its distinct rows (see head.py)
+            return self.shared_head.cross_entropy(states, targets)
+        logits = head(states).float()  # [T, V]
         return F.cross_entropy(logits, targets)
 
     # -- stage losses --------------------------------------------------------------------------------------
