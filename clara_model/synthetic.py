@@ -13,6 +13,7 @@ Pure Python and seeded: the same seed gives the same documents on every machine.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 CONSONANTS = "BCDFGHJKLMNPRSTVWXZ"
@@ -97,6 +98,8 @@ class Fact:
     question: str
     answer: str
     sentence: str
+    value_en: str = ""  # the value in each language (the answer is the document's)
+    value_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Document:
     """One made-up device and what its document says about it."""
 
     entity: str
+    kind: tuple[str, str]  # (english, chinese)
     lang: str  # "en" or "zh"
     text: str
     facts: tuple[Fact, ...]
@@ -112,30 +116,43 @@ class Document:
 class FactWorld:
     """Draws documents about distinct made-up devices; `seed` fixes every draw.
 
-    Entity codes never repeat within one world, so a question names exactly one document of it.
+    Entity codes never repeat within one world, so a question names exactly one document of it; codes in
+    `reserved_codes` (another world's `codes`) are never drawn, so two worlds can share no device.
     """
 
-    def __init__(self, seed: int, *, zh_fraction: float = 0.3, facts: tuple[int, int] = (4, 6)) -> None:
+    def __init__(self, seed: int, *, zh_fraction: float = 0.3, facts: tuple[int, int] = (4, 6),
+                 reserved_codes: set[str] | frozenset[str] = frozenset()) -> None:
         self.random = random.Random(seed)
         self.zh_fraction = zh_fraction
         self.facts = facts
+        self._reserved = frozenset(reserved_codes)
         self._codes: set[str] = set()
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """The device codes drawn so far."""
+        return frozenset(self._codes)
 
     def _code(self) -> str:
         r = self.random
         while True:
             code = f"{r.choice(CONSONANTS)}{r.choice(CONSONANTS)}-{r.randint(10, 99)}"
-            if code not in self._codes:
+            if code not in self._codes and code not in self._reserved:
                 self._codes.add(code)
                 return code
 
-    def document(self, lang: str | None = None) -> Document:
+    def document(self, lang: str | None = None, *, attributes: Sequence[str] | None = None) -> Document:
+        """One document; `attributes` (names of ATTRIBUTES) fixes which facts it states, in that order."""
         r = self.random
         lang = lang or ("zh" if r.random() < self.zh_fraction else "en")
         code = self._code()
         kind_en, kind_zh = r.choice(KINDS)
         entity = f"{code} {kind_en}" if lang == "en" else f"{code}{kind_zh}"
-        attributes = r.sample(ATTRIBUTES, r.randint(*self.facts))
+        if attributes is None:
+            attributes = r.sample(ATTRIBUTES, r.randint(*self.facts))
+        else:
+            by_name = {a.name: a for a in ATTRIBUTES}
+            attributes = [by_name[name] for name in attributes]
         facts = []
         for attribute in attributes:
             value_en, value_zh = attribute.make(r)
@@ -147,9 +164,9 @@ class FactWorld:
                 value = value_zh
                 sentence = attribute.sentence_zh.format(e=entity, v=value)
                 question = attribute.question_zh.format(e=entity)
-            facts.append(Fact(attribute.name, question, value, sentence))
+            facts.append(Fact(attribute.name, question, value, sentence, value_en, value_zh))
         separator = " " if lang == "en" else ""
-        return Document(entity, lang, separator.join(f.sentence for f in facts), tuple(facts))
+        return Document(entity, (kind_en, kind_zh), lang, separator.join(f.sentence for f in facts), tuple(facts))
 
     def documents(self, n: int) -> list[Document]:
         return [self.document() for _ in range(n)]

@@ -24,6 +24,19 @@ def test_fact_world_is_seeded_and_answerable_from_its_document():
     assert {d.lang for d in FactWorld(0).documents(50)} == {"en", "zh"}
 
 
+def test_fact_world_states_chosen_facts_and_shares_no_device_with_a_reserved_world():
+    first = FactWorld(1)
+    first.documents(300)
+    second = FactWorld(2, reserved_codes=first.codes)
+    docs = [second.document("zh", attributes=["colour", "city", "power"]) for _ in range(300)]
+    assert not {d.entity[:5] for d in docs} & first.codes
+    for doc in docs:
+        assert [f.attribute for f in doc.facts] == ["colour", "city", "power"] and doc.lang == "zh"
+        assert doc.kind[1] in doc.entity and all(f.value_zh == f.answer and f.value_en for f in doc.facts)
+    # the default draws are unchanged by the options (the CPU base's pretraining text depends on them)
+    assert FactWorld(3).documents(5) == FactWorld(3, reserved_codes=frozenset()).documents(5)
+
+
 def test_input_digest_follows_corpus_and_settings():
     assert input_digest(["a"], SMALL) == input_digest(["a"], SMALL)
     assert input_digest(["a"], SMALL) != input_digest(["b"], SMALL)
