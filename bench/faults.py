@@ -276,10 +276,18 @@ class Started:
 def run_clara(ws: Workspace, args: list[str], timeout_s: float, label: str, **wait_kwargs) -> Run:
     log(f"{label}: clara run {' '.join(args)}")
     run = start_clara(ws, args).wait(timeout_s, **wait_kwargs)
+    save_output(ws, label, run)
     status = "timed out" if run.timed_out else f"killed at {run.killed_at_s:.1f} s ({run.phase_hit})" \
         if run.killed_at_s is not None else f"exit {run.rc}"
     log(f"{label}: {status} after {run.wall_s:.1f} s")
     return run
+
+
+def save_output(ws: Workspace, label: str, run: Run) -> None:
+    """The run's output beside its folders (kept with --keep), one file per run."""
+    name = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:60]
+    (ws.root / f"{len(list(ws.root.glob('*.log'))):02d}_{name}.log").write_text(
+        "".join(f"{t:8.2f}  {line}\n" for t, line in run.lines), encoding="utf-8")
 
 
 def leftover_processes(tag: str) -> list[int]:
@@ -416,20 +424,17 @@ class Suite:
         self.ref_run, self.ref_calls, self.ref_workspace = run, calls["paid"], ws
         self.reference = compared_files(ws.artifacts)
 
-    def reference_without(self, document: str) -> tuple[dict[str, bytes], int | None]:
-        """The reference over the corpus without `document`, answers from a copy of the reference's cache."""
+    def reference_without(self, document: str) -> tuple[dict[str, bytes], int | None, int]:
+        """(files, exit status, paid calls) of a fault-free run over the corpus without `document`."""
         corpus = self.root / "corpus-without"
         shutil.copytree(self.corpus, corpus, symlinks=True)
         (corpus / document).unlink()
         with Endpoint(latency_s=self.args.latency) as server:
             ws = self.workspace("reference-without", server.url, corpus)
-            assert self.ref_workspace is not None
-            cache = self.ref_workspace.artifacts / "cache"
-            if cache.is_dir():
-                shutil.copytree(cache, ws.artifacts / "cache")
             run = run_clara(ws, self.skip_args(), self.args.run_timeout, "reference without " + document)
+            paid = server.calls()["paid"]
         shutil.rmtree(corpus)
-        return compared_files(ws.artifacts), run.rc
+        return compared_files(ws.artifacts), run.rc, paid
 
     # scenarios
 
@@ -464,7 +469,7 @@ class Suite:
                                      "output_tail": tail(down, 4)},
                            rc=back.rc, requests=calls["requests"])
 
-    def kills(self) -> list[dict]:
+    def kill(self) -> list[dict]:
         n = self.args.kills
         n_train = 0 if self.args.no_training else max(1, round(n * 0.2)) if n >= 3 else 0
         n_ingest = (n - n_train + 1) // 2
@@ -483,6 +488,16 @@ class Suite:
                 name = f"kill_{phase}_{counts[phase]}"
                 u = self.rng.uniform(0.05, 0.95)
                 if phase == "training":
+                    hung = next((r for r in results if r["scenario"].startswith("kill_training")
+                                 and r["details"].get("recovery_timed_out")), None)
+                    if hung is not None:  # the same folder: it would hang the same way, for the same time
+                        log(f"{name}: not run ({hung['scenario']}'s recovery hung on the same folder)")
+                        results.append({"scenario": name, "finished": False, "data_lost": None,
+                                        "data_lost_before_recovery": None, "extra_paid_calls": None,
+                                        "time_to_recover_s": None, "details": {
+                                            "not_run": f"{hung['scenario']}'s recovery run hung (timed out after "
+                                                       f"{self.args.train_timeout:.0f} s) on the same folders"}})
+                        continue
                     if train_ws is None:
                         train_server = Endpoint(latency_s=self.args.latency).start()
                         train_ws = self.workspace("kill_training", train_server.url)
@@ -521,6 +536,7 @@ class Suite:
         paid = server.calls()["paid"] - before_calls
         if recovery.rc != self.expected_rc() or lost:
             extra["recovery_output_tail"] = tail(recovery, 8)
+            extra["pool_slots_held_after"] = held_pool_slots(ws.home)
         return self.result(name, finished=recovery.rc == self.expected_rc(), lost=lost, lost_details=details,
                            paid_extra=paid - (self.ref_calls if fresh else 0), recover_s=recovery.wall_s,
                            before=before, before_details=before_details,
@@ -584,6 +600,7 @@ class Suite:
 
         log("disk_full (fsize): a run with RLIMIT_FSIZE 256 KB")
         capped = start_clara(ws, self.skip_args(), preexec=cap).wait(self.args.run_timeout)
+        save_output(ws, "disk_full fsize capped", capped)
         before, before_details = differences(self.reference, ws.artifacts)
         freed = run_clara(ws, self.skip_args(), self.args.run_timeout, "disk_full (fsize) freed")
         lost, details = differences(self.reference, ws.artifacts)
@@ -599,6 +616,8 @@ class Suite:
             log("concurrent_runs: two clara run at once")
             first, second = start_clara(ws, self.skip_args()), start_clara(ws, self.skip_args())
             runs = [first.wait(self.args.run_timeout * 2), second.wait(self.args.run_timeout * 2)]
+            save_output(ws, "concurrent first", runs[0])
+            save_output(ws, "concurrent second", runs[1])
             log(f"concurrent_runs: exits {[r.rc for r in runs]} after {[round(r.wall_s, 1) for r in runs]} s")
             before, before_details = differences(self.reference, ws.artifacts)
             recovery = run_clara(ws, self.skip_args(), self.args.run_timeout, "concurrent_runs recovery")
@@ -615,7 +634,7 @@ class Suite:
     def document_deleted_mid_run(self) -> dict:
         files = sorted(p.relative_to(self.corpus).as_posix() for p in self.corpus.rglob("*") if p.is_file())
         document = DELETED_DOCUMENT if DELETED_DOCUMENT in files else files[-1]
-        reference, expected_rc = self.reference_without(document)
+        reference, expected_rc, reference_paid = self.reference_without(document)
         assert self.ref_run is not None
         times = self.ref_run.phase_times()
         delay = self.rng.uniform(0.1, 0.6) * (times["synthesis"] - times["ingestion"])
@@ -634,6 +653,7 @@ class Suite:
 
             log("document_deleted_mid_run: clara run")
             during = start_clara(ws, self.skip_args()).wait(self.args.run_timeout, on_tick=delete)
+            save_output(ws, "during deletion", during)
             if not deleted:
                 target.unlink()
             log(f"document_deleted_mid_run: exit {during.rc} after {during.wall_s:.1f} s")
@@ -641,7 +661,7 @@ class Suite:
             paid = server.calls()["paid"]
         lost, details = differences(reference, ws.artifacts)
         return self.result("document_deleted_mid_run", finished=recovery.rc == expected_rc, lost=lost,
-                           lost_details=details, paid_extra=paid - self.ref_calls, recover_s=recovery.wall_s,
+                           lost_details=details, paid_extra=paid - reference_paid, recover_s=recovery.wall_s,
                            deleted=document, deleted_at_s=round(deleted[0], 1) if deleted else None,
                            compared_with="a reference run over the corpus without the deleted document",
                            during={"rc": during.rc, "tracebacks": tracebacks(during), "output_tail": tail(during, 3)},
@@ -717,6 +737,23 @@ def training_outputs_missing(artifacts: Path, steps: int) -> list[str]:
     return missing
 
 
+def held_pool_slots(home: Path) -> list[str]:
+    """The pool slots the instance in `home` counts as held, with their runs' status (SQLite storage)."""
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"file:{home / 'history' / 'runs' / 'index.db'}?mode=ro", uri=True)) as con:
+            slots = con.execute("SELECT concurrency_key, run_id, step_key FROM concurrency_slots "
+                                "WHERE run_id IS NOT NULL").fetchall()
+        with closing(sqlite3.connect(f"file:{home / 'history' / 'runs.db'}?mode=ro", uri=True)) as con:
+            status = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+    except sqlite3.Error as exc:
+        return [f"instance unreadable: {exc}"]
+    return [f"pool {key}: a slot held by run {run_id[:8]} ({status.get(run_id, 'unknown')}), step {step}"
+            for key, run_id, step in slots]
+
+
 def _command(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
@@ -749,8 +786,11 @@ def _fill(folder: Path, filler: Path, *, keep_bytes: int) -> None:
             remaining -= n
 
 
-def _temp_files(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.is_file() and (p.name.endswith(".tmp") or ".staging" in p.as_posix()))
+def _temp_files(folder: Path) -> list[str]:
+    """Files a write left behind: temporary siblings and staging folders (names relative to `folder`)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != "publish.lock"  # the staging area's lock: there by design
+                  and (p.name.endswith(".tmp") or "staging" in p.relative_to(folder).as_posix()))
 
 
 def main() -> None:
@@ -762,11 +802,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", default=str(REPO / "raw_data"))
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per loopback answer")
-    parser.add_argument("--train-steps", type=int, default=12, help="--max-steps of the training kills (first)")
-    parser.add_argument("--train-window", type=float, default=45.0,
+    parser.add_argument("--train-steps", type=int, default=4, help="--max-steps of the training kills (first)")
+    parser.add_argument("--train-window", type=float, default=40.0,
                         help="a training kill lands up to this many seconds after stage 1 starts")
     parser.add_argument("--run-timeout", type=float, default=300.0)
-    parser.add_argument("--train-timeout", type=float, default=900.0)
+    parser.add_argument("--train-timeout", type=float, default=480.0,
+                        help="a training run's time limit (a normal one takes 3-5 min on 2 busy cores)")
     parser.add_argument("--hostile-timeout", type=float, default=300.0)
     parser.add_argument("--tmpfs-small-kb", type=int, default=3072, help="the too-small disk of disk_full (a)")
     parser.add_argument("--disk-keep-kb", type=int, default=256, help="free space left on the filled disk")
