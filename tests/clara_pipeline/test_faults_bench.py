@@ -60,8 +60,10 @@ def test_differences_count_rows_and_files_against_the_reference(tmp_path):
 def test_fault_suite_reduced_reports_every_scenario_and_loses_nothing_under_endpoint_faults(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for name in ("eg_series_troubleshooting_faq.md", "firmware_release_notes.txt", "field_service_procedure.docx"):
-        shutil.copy(SAMPLE_CORPUS / name, corpus / name)
+    # enough chunks for the end-to-end rows' 20 candidates
+    for name in ("eg400_user_manual_en.pdf", "eg_series_troubleshooting_faq.md", "firmware_release_notes.txt",
+                 "field_service_procedure.docx", "policies/travel_and_expense_policy.docx"):
+        shutil.copy(SAMPLE_CORPUS / name, corpus / name.replace("/", "_"))
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "faults.py"), "--quick", "--only", "endpoint_faults,kill", "--kills", "1",
          "--corpus", str(corpus), "--keep", str(tmp_path / "runs")],
