@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..accounting import kinds_in_words
 from ..corpus.store import read_chunks, read_manifest
 from ..datasets import (
     ChunkRecord,
@@ -74,7 +75,7 @@ def training_datasets(context: dg.AssetExecutionContext, artifacts: ArtifactStor
         if not rows.rows:
             needs = f"each row needs {getattr(synthesis, count_field)} documents; " if count_field else ""
             empty.append(f"{name} has no rows ({len(pairs)} QA pairs over {len(chunks)} chunks; {needs}"
-                         f"dropped: {rows.report.to_metadata().get('rows_dropped') or 'none'})")
+                         f"dropped: {kinds_in_words(rows.report.rows_dropped)})")
     if empty:
         raise dg.Failure(description="; ".join(empty) + f". Add documents, or lower the top_k / candidates "
                                      f"settings of the synthesis resource; {_KEPT}.", allow_retries=False)

@@ -133,6 +133,7 @@ def test_run_explains_a_corpus_too_small_for_the_datasets(tmp_path):
     assert result.returncode == 1
     assert "synthesis FAILED: instruction_dataset has no rows" in result.stdout, result.stdout
     assert "each row needs 20 documents" in result.stdout and "lower the top_k / candidates" in result.stdout
+    assert "dropped: not enough negatives 5)" in result.stdout and "{" not in result.stdout  # words, not a dict
 
 
 def test_validate_data_accepts_the_official_sample_and_reports_bad_lines(tmp_path):
@@ -182,7 +183,9 @@ def test_run_escapes_file_names_and_counts_only_what_it_ingested(tmp_path):
     env = {"CLARA_RAW_DATA": str(raw), "CLARA_ARTIFACTS": str(tmp_path / "out"), "DAGSTER_HOME": str(tmp_path / "home")}
     first = clara("run", "--skip-training", env=env)
     lines = first.stdout.splitlines()
-    assert not [line for line in lines if "forged" in line and not line.startswith("  FAILED")], first.stdout
+    # the name shows escaped (on its FAILED line and in the closing summary), never as a line of its own
+    assert not [line for line in lines if "forged" in line and "x\\n  ok" not in line], first.stdout
+    assert not [line for line in lines if line.lstrip().startswith("ok") and "forged" in line], first.stdout
     assert "x\\n  ok          forged_md-000000000000  markdown.md: the file is empty" in first.stdout
     assert "  skipped     passwd.txt: a symbolic link, not followed" in first.stdout
     assert "2 documents: 1 ingested, 1 failed in " in first.stdout
