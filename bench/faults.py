@@ -166,6 +166,46 @@ _PHASE_MARKERS = [("ingestion", re.compile(r"^raw data: ")), ("synthesis", re.co
                   ("evaluation", re.compile(r"^training done"))]
 
 
+_DOCUMENT_LINE = re.compile(r"^  (ok|FAILED|up to date) ")
+
+
+def after_document(k: int, u: float) -> Callable[[Started], float | None]:
+    """The moment a fraction `u` into the ingestion of document k+1: after the k-th document's line (k = 0: the
+    `raw data:` line) plus `u` times the last gap between such lines in this very run (load changes between runs,
+    so a moment measured on the reference would land elsewhere)."""
+    def moment(started: Started) -> float | None:
+        marks = [t for t, line in list(started.lines) if _PHASE_MARKERS[0][1].search(line)][:1]
+        marks += [t for t, line in list(started.lines) if _DOCUMENT_LINE.search(line)]
+        if len(marks) <= k:
+            return None
+        gap = marks[k] - marks[k - 1] if k >= 1 else 1.0
+        return marks[k] + u * gap
+    return moment
+
+
+def into_synthesis(u: float, reference: "Run") -> Callable[[Started], float | None]:
+    """The moment a fraction `u` into synthesis: the reference's synthesis time, scaled by how this run's
+    ingestion compared with the reference's (the machine's load of the moment)."""
+    ref = reference.phase_times()
+    ref_ingest = max(0.1, ref["synthesis"] - ref["ingestion"])
+    ref_synth = ref.get("synthesis_done", reference.wall_s) - ref["synthesis"]
+
+    def moment(started: Started) -> float | None:
+        times = Run(None, 0.0, list(started.lines)).phase_times()
+        if "synthesis" not in times:
+            return None
+        scale = (times["synthesis"] - times.get("ingestion", 0.0)) / ref_ingest
+        return times["synthesis"] + u * ref_synth * max(0.2, scale)
+    return moment
+
+
+def after_line(pattern: re.Pattern, delay: float) -> Callable[[Started], float | None]:
+    def moment(started: Started) -> float | None:
+        seen = started.seen(pattern)
+        return None if seen is None else seen + delay
+    return moment
+
+
 def phase_at(lines: list[tuple[float, str]]) -> str:
     """The phase a run was in after `lines`: the last marker seen."""
     phase = "startup"
@@ -248,18 +288,18 @@ class Started:
         except ProcessLookupError:
             pass
 
-    def wait(self, timeout_s: float, *, kill_after: tuple[re.Pattern, float] | None = None,
+    def wait(self, timeout_s: float, *, kill_at: Callable[["Started"], float | None] | None = None,
              on_tick: Callable[["Started"], None] | None = None) -> Run:
-        """Waits for the run to end; `kill_after=(pattern, delay)` SIGKILLs its process group `delay` seconds
-        after the first line matching `pattern`. A run past `timeout_s` is killed and marked timed out."""
+        """Waits for the run to end; `kill_at(started)` gives the moment (seconds since start) to SIGKILL its
+        process group, once it can tell (else None). A run past `timeout_s` is killed and marked timed out."""
         killed_at = phase = None
         while self.proc.poll() is None:
             now = time.monotonic() - self.started
             if on_tick is not None:
                 on_tick(self)
-            if kill_after is not None and killed_at is None:
-                marker = self.seen(kill_after[0])
-                if marker is not None and now >= marker + kill_after[1]:
+            if kill_at is not None and killed_at is None:
+                moment = kill_at(self)
+                if moment is not None and now >= moment:
                     phase = phase_at(list(self.lines))
                     self.kill_group()
                     killed_at = now
@@ -475,11 +515,7 @@ class Suite:
         n_ingest = (n - n_train + 1) // 2
         phases = ["ingestion"] * n_ingest + ["synthesis"] * (n - n_train - n_ingest) + ["training"] * n_train
         assert self.ref_run is not None
-        times = self.ref_run.phase_times()
-        durations = {"ingestion": times["synthesis"] - times["ingestion"],
-                     "synthesis": times.get("synthesis_done", self.ref_run.wall_s) - times["synthesis"]}
-        markers = {"ingestion": _PHASE_MARKERS[0][1], "synthesis": _PHASE_MARKERS[1][1],
-                   "training": re.compile(r"^training \w+ at rate")}
+        n_documents = len([line for _, line in self.ref_run.lines if _DOCUMENT_LINE.search(line)])
         results, train_ws, train_server = [], None, None
         counts: Counter[str] = Counter()
         try:
@@ -502,24 +538,30 @@ class Suite:
                         train_server = Endpoint(latency_s=self.args.latency).start()
                         train_ws = self.workspace("kill_training", train_server.url)
                     steps = self.args.train_steps + counts[phase] - 1  # new settings: the stages have work again
-                    results.append(self._kill(name, train_ws, train_server, markers[phase], u * self.args.train_window,
-                                              ["--max-steps", str(steps)], fresh=counts[phase] == 1, training=True))
+                    delay = u * self.args.train_window
+                    results.append(self._kill(name, train_ws, train_server,
+                                              after_line(re.compile(r"^training \w+ at rate"), delay),
+                                              f"{delay:.1f} s after stage 1 started", ["--max-steps", str(steps)],
+                                              fresh=counts[phase] == 1, training=True))
                 else:
+                    if phase == "ingestion":
+                        k = self.rng.randrange(max(1, n_documents))
+                        moment, when = after_document(k, u), f"{u:.2f} into document {k + 1} of {n_documents}"
+                    else:
+                        moment, when = into_synthesis(u, self.ref_run), f"{u:.2f} into synthesis"
                     with Endpoint(latency_s=self.args.latency) as server:
                         ws = self.workspace(name, server.url)
-                        results.append(self._kill(name, ws, server, markers[phase], u * durations[phase],
-                                                  self.skip_args(), fresh=True))
+                        results.append(self._kill(name, ws, server, moment, when, self.skip_args(), fresh=True))
         finally:
             if train_server is not None:
                 train_server.stop()
         return results
 
-    def _kill(self, name: str, ws: Workspace, server: Endpoint, marker: re.Pattern, delay: float, args: list[str],
-              *, fresh: bool, training: bool = False) -> dict:
+    def _kill(self, name: str, ws: Workspace, server: Endpoint, moment: Callable[[Started], float | None], when: str,
+              args: list[str], *, fresh: bool, training: bool = False) -> dict:
         timeout = self.args.train_timeout if training else self.args.run_timeout
         before_calls = server.calls()["paid"]
-        killed = run_clara(ws, args, timeout, f"{name} (kill {delay:.1f} s after the phase began)",
-                           kill_after=(marker, delay))
+        killed = run_clara(ws, args, timeout, f"{name} (kill {when})", kill_at=moment)
         time.sleep(1.0)  # let the kernel reap the group; what is alive now was left behind
         orphans = leftover_processes(ws.tag)
         orphan_commands = [_command(pid) for pid in orphans]
@@ -542,7 +584,7 @@ class Suite:
                            before=before, before_details=before_details,
                            killed_at_s=None if killed.killed_at_s is None else round(killed.killed_at_s, 1),
                            phase_hit=killed.phase_hit if killed.killed_at_s is not None else f"ended first (exit {killed.rc})",
-                           delay_after_phase_start_s=round(delay, 1), processes_left_alive=len(orphans),
+                           planned_moment=when, processes_left_alive=len(orphans),
                            left_alive=orphan_commands[:4], recovery_rc=recovery.rc,
                            recovery_timed_out=recovery.timed_out, recovery_tracebacks=tracebacks(recovery), **extra)
 
@@ -636,16 +678,17 @@ class Suite:
         document = DELETED_DOCUMENT if DELETED_DOCUMENT in files else files[-1]
         reference, expected_rc, reference_paid = self.reference_without(document)
         assert self.ref_run is not None
-        times = self.ref_run.phase_times()
-        delay = self.rng.uniform(0.1, 0.6) * (times["synthesis"] - times["ingestion"])
+        n_documents = len([line for _, line in self.ref_run.lines if _DOCUMENT_LINE.search(line)])
+        # while document k+1 is ingested, before the deleted one (last in key order) has its turn
+        moment = after_document(self.rng.randrange(1, max(2, n_documents - 1)), self.rng.uniform(0.1, 0.9))
         with Endpoint(latency_s=self.args.latency) as server:
             ws = self.workspace("document_deleted_mid_run", server.url)
             target = ws.raw / document
             deleted: list[float] = []
 
             def delete(started: Started) -> None:
-                marker = started.seen(_PHASE_MARKERS[0][1])
-                if not deleted and marker is not None and time.monotonic() - started.started >= marker + delay:
+                at = moment(started)
+                if not deleted and at is not None and time.monotonic() - started.started >= at:
                     target.unlink()
                     deleted.append(time.monotonic() - started.started)
                     log(f"document_deleted_mid_run: deleted {document} at {deleted[0]:.1f} s "
@@ -654,7 +697,7 @@ class Suite:
             log("document_deleted_mid_run: clara run")
             during = start_clara(ws, self.skip_args()).wait(self.args.run_timeout, on_tick=delete)
             save_output(ws, "during deletion", during)
-            if not deleted:
+            if not deleted:  # the run ended first: the deletion is then between runs
                 target.unlink()
             log(f"document_deleted_mid_run: exit {during.rc} after {during.wall_s:.1f} s")
             recovery = run_clara(ws, self.skip_args(), self.args.run_timeout, "document_deleted_mid_run recovery")
