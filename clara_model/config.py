@@ -138,6 +138,9 @@ _STAGE_DEFAULTS: dict[Stage, dict[str, Any]] = {
         generation_top_k=5,
         mse_weight=0.0,
         max_len=1024,  # the official stage-3 scripts' --max_len (stages 1 and 2: 2048, the model's)
+        # Not the paper's (0: answer loss only): the InfoNCE term on pos_index is what made retrieval learn in
+        # bench/learning.py; the paper's recipe is configs/recipes/e2e_paper.yaml.
+        retrieval_loss_weight=1.0,
     ),
 }
 

@@ -77,13 +77,10 @@ def multi_positive_infonce(
     -log( sum_{n in P_b} exp(s_bn / t) / sum_n exp(s_bn / t) ).
 
     `scores` [B, N] (-inf where no candidate), `positives` [B, N] bool (from pos_index). Rows without a positive
-    do not count.
-
-    Raises:
-        ValueError: when no row has a positive (the loss would be undefined).
+    do not count; a batch without any gives 0 (no gradient), so that data where some rows lack pos_index trains
+    with the term on by default (e2e.yaml).
     """
     has_positive = positives.any(dim=-1)  # [B]
-    check(has_positive.any(), "InfoNCE needs at least one row with a pos_index; none in this batch")
     logits = scores.float() / temperature  # [B, N]
     # A row without positives counts every candidate as one, so its terms stay finite (an all -inf logsumexp
     # would put NaN in the backward pass); the row is then weighted 0. A mask, not boolean indexing, whose
@@ -92,4 +89,4 @@ def multi_positive_infonce(
     positive = torch.logsumexp(logits.masked_fill(~counted, float("-inf")), dim=-1)  # [B]
     everything = torch.logsumexp(logits, dim=-1)  # [B]
     weight = has_positive.to(logits.dtype)  # [B]
-    return ((everything - positive) * weight).sum() / weight.sum()
+    return ((everything - positive) * weight).sum() / weight.sum().clamp(min=1.0)

@@ -160,7 +160,8 @@ def test_each_stage_has_the_expected_shapes(stage, official_rows):
     assert torch.isfinite(out.loss)
     if stage is Stage.E2E:
         assert out.topk_indices.shape == (2, 2)
-        torch.testing.assert_close(out.loss, out.ce)  # mse only logged
+        # mse only logged; the InfoNCE term on pos_index is on by default (weight 1)
+        torch.testing.assert_close(out.loss, out.ce + out.retrieval_loss)
     else:
         torch.testing.assert_close(out.loss, out.ce + 0.1 * out.mse)
 

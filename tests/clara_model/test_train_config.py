@@ -1,5 +1,6 @@
 """The trainer's configuration (clara_model/training/config.py): defaults, YAML files, --set, resolution."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -193,3 +194,10 @@ def test_resolved_config_records_job_hyperparameters_and_counts(tmp_path):
     other["train"]["save_every"] = 5  # cadence may change on resume
     other["log"]["level"] = "debug"
     assert resume_mismatches(resolved, other) == ["optim.lr: 0.0001 -> 0.0002"]
+
+
+def test_the_papers_stage3_recipe_differs_from_the_default_only_by_the_infonce_term(tmp_path):
+    default = resolve_stage("e2e", tmp_path, config_file=CONFIGS / "e2e.yaml").hp
+    paper = resolve_stage("e2e", tmp_path, config_file=CONFIGS / "recipes" / "e2e_paper.yaml").hp
+    assert default.stage.retrieval_loss_weight == 1.0 and paper.stage.retrieval_loss_weight == 0.0
+    assert dataclasses.replace(paper, stage=dataclasses.replace(paper.stage, retrieval_loss_weight=1.0)) == default
