@@ -122,9 +122,9 @@ def test_a_dataset_that_fails_its_checks_is_not_published(settings, instance, go
     assert latest_run_ids(instance, DATASET_ASSETS) == dict.fromkeys(DATASET_ASSETS, good_run_id)
 
 
-def test_disk_full_names_errno_28_and_the_file_and_keeps_the_last_good_set(settings, instance, good_run,
-                                                                           monkeypatch):
-    _, store, before, _ = good_run
+
+def fill_the_disk_under_datasets(monkeypatch) -> None:
+    """Every write of a file under a `datasets` folder fails with ENOSPC, as on a full disk."""
     real = storage._write_all
 
     def full_disk(handle, data):
@@ -133,6 +133,12 @@ def test_disk_full_names_errno_28_and_the_file_and_keeps_the_last_good_set(setti
         real(handle, data)
 
     monkeypatch.setattr(storage, "_write_all", full_disk)
+
+
+def test_disk_full_names_errno_28_and_the_file_and_keeps_the_last_good_set(settings, instance, good_run,
+                                                                           monkeypatch):
+    _, store, before, _ = good_run
+    fill_the_disk_under_datasets(monkeypatch)
     other = SynthesisSettings(**{**SMALL, "seed": 7})
     result = datasets_only(settings, synthesis=other).execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
@@ -189,14 +195,7 @@ def test_clara_run_prints_the_disk_full_cause_in_one_line(settings, monkeypatch)
             for i in range(part * 12, part * 12 + 12))
         (settings.raw_data / f"steps_{part}.md").write_text(f"# Maintenance steps, part {part}\n\n{steps}\n")
     monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))  # run_main sets it; restored afterwards
-    real = storage._write_all
-
-    def full_disk(handle, data):
-        if f"{os.sep}datasets{os.sep}" in str(handle.name):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(handle, data)
-
-    monkeypatch.setattr(storage, "_write_all", full_disk)
+    fill_the_disk_under_datasets(monkeypatch)
     out = io.StringIO()
     assert run_main(settings, train=False, out=out) == 1
     line = next((line for line in out.getvalue().splitlines() if line.startswith("synthesis FAILED")), out.getvalue())
