@@ -671,7 +671,8 @@ class Suite:
                            concurrent={"rc": [r.rc for r in runs], "wall_s": [round(r.wall_s, 1) for r in runs],
                                        "tracebacks": [tracebacks(r) for r in runs],
                                        "output_tail": [tail(r, 3) for r in runs]},
-                           recovery_rc=recovery.rc)
+                           recovery_rc=recovery.rc, recovery_tracebacks=tracebacks(recovery),
+                           **({"recovery_output_tail": tail(recovery, 4)} if recovery.rc != self.expected_rc() else {}))
 
     def document_deleted_mid_run(self) -> dict:
         files = sorted(p.relative_to(self.corpus).as_posix() for p in self.corpus.rglob("*") if p.is_file())
