@@ -18,25 +18,10 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
+from .lifetime import die_with_parent
+
 GRACE_S = 5.0  # for dagster dev's own shutdown (its daemon takes about 4 s); then SIGKILL
 KILL_WAIT_S = 2.0  # after SIGKILL, for the kernel to tear the group down; GRACE_S + KILL_WAIT_S < 10 s
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    """A function for the child to call before exec: SIGINT when its parent dies (Linux prctl), or None.
-
-    libc is loaded here, in the parent: between fork and exec the child calls prctl and nothing else (no
-    import, no dlopen, whose locks another thread of the parent may have held at the fork)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -70,7 +55,8 @@ def run_process_group(command: Sequence[str], env: Mapping[str, str], *, grace_s
             stop_requested.append(time.monotonic())
             _signal_group(proc.pid, signal.SIGINT)
 
-    proc = subprocess.Popen(list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent())
+    proc = subprocess.Popen(list(command), env=dict(env), start_new_session=True,
+                            preexec_fn=die_with_parent(signal.SIGINT))
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while proc.poll() is None:

@@ -108,10 +108,33 @@ _ENV = {"max_file_mb": "CLARA_MAX_FILE_MB", "max_text_mb": "CLARA_MAX_TEXT_MB",
         "max_archive_mb": "CLARA_MAX_ARCHIVE_MB", "max_remove_share": "CLARA_MAX_REMOVE_SHARE"}
 
 
+STORAGE_READY = ".clara-storage-ready"  # in DAGSTER_HOME: the instance's storage exists and is migrated
+
+
 def ensure_dagster_home(home: Path) -> Path:
-    """Creates the instance folder with our dagster.yaml if it has none; returns `home`."""
+    """Creates the instance folder with our dagster.yaml and its storage, once; returns `home`.
+
+    Two processes that create a new instance's SQLite storage at the same moment both run its migrations and
+    leave two alembic heads behind, after which no process can open it ("Version table 'alembic_version' has more
+    than one head"): two `clara run` started together on a new folder did. So the first process creates the
+    storage under an exclusive lock, and the others wait for it and then find it ready.
+    """
+    import fcntl
+
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    if (home / STORAGE_READY).exists():
+        return home
+    with open(home / ".clara-init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            staged = home / ".dagster.yaml.tmp"
+            staged.write_text(DAGSTER_YAML, encoding="utf-8")
+            staged.replace(config)
+        if not (home / STORAGE_READY).exists():
+            import dagster as dg
+
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                instance.get_runs(limit=1)  # creates and migrates the run, event and schedule storage
+            (home / STORAGE_READY).write_text("", encoding="utf-8")
     return home

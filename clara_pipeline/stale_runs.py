@@ -121,6 +121,10 @@ def fail_runs_of_dead_processes(instance: dg.DagsterInstance, *, by: str) -> lis
         if current is None or current.status not in IN_PROGRESS:
             continue
         instance.report_run_failed(current, f"Marked as failed by {by} at start-up: {reason}.")
+        # A run killed inside a pool step (gpu: limit 1) still holds its slot: free it, or every later run waits
+        # for that pool forever.
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         lines.append(f"run {run.run_id[:8]} of {run.job_name}{f'[{partition}]' if partition else ''} "
                      f"was left {run.status.value}: {reason}; marked as failed")
     return lines

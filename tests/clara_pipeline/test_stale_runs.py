@@ -70,7 +70,13 @@ def test_only_the_runs_of_dead_processes_are_failed(tmp_path, tagged):
         with dg.DagsterInstance.from_config(str(home)) as instance:
             first = min(runs, key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp)
             assert (PID_TAG in first.tags) == tagged
+            # the killed run held the gpu pool's one slot in a step (as a run killed while training does)
+            storage = instance.event_log_storage
+            storage.set_concurrency_slots("gpu", 1)
+            storage.claim_concurrency_slot("gpu", first.run_id, "wait")
+            assert storage.get_concurrency_info("gpu").active_run_ids == {first.run_id}
             lines = fail_runs_of_dead_processes(instance, by="a test")
+            assert storage.get_concurrency_info("gpu").active_slot_count == 0  # freed: later runs do not wait
             assert len(lines) == 1 and lines[0].startswith(f"run {first.run_id[:8]} of sleepy was left STARTED: ")
             assert lines[0].endswith("is gone (killed, or the machine restarted); marked as failed")
             statuses = {r.run_id: instance.get_run_by_id(r.run_id).status for r in runs}

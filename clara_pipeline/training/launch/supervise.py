@@ -18,6 +18,7 @@ from typing import Any
 
 from clara_model.contract import METRICS_FILE
 
+from ...lifetime import die_with_parent
 from ..metrics import MetricsTail, ProgressRelay, format_progress
 from ..runs import TRAIN_LOG_FILE
 from .spec import LaunchSpec, trainer_environment
@@ -90,6 +91,8 @@ def run_trainer(
             # stdout carries its JSON report alone.
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True,
+            # Its own group escapes a SIGKILL of ours, which no `finally` here can forward: SIGTERM it when we die.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         if received:  # it came while the trainer was starting
             _signal_group(process, received[0])

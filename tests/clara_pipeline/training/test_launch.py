@@ -320,3 +320,29 @@ def test_the_launchpad_config_is_generated_from_the_launch_settings():
     assert options == {"max_steps": 30, "num_gpus": 8, "num_nodes": 0, "hostfile": None, "cpu_processes": 1,
                        "resume": True, "master_port": 0, "relay_every": 10}
     assert LaunchSpec(stage="pretrain", data=("d",), output_dir="o", **options).num_gpus == 8
+
+
+def test_the_trainer_does_not_outlive_a_launcher_killed_with_sigkill(tmp_path):
+    """The trainer has a process group of its own (a signal must reach all of it), which a SIGKILL of the
+    launcher's group does not reach and no `finally` can forward: it must die with its parent all the same, or it
+    goes on writing into the run folder the next run resumes from."""
+    import subprocess
+
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from tests.clara_pipeline.training.test_launch import collecting_reporter, scripted, spec\n"
+            "from clara_pipeline.training.launch.supervise import run_trainer\n"
+            f"tmp = Path({str(tmp_path)!r})\n"
+            "run_trainer(spec(output_dir=str(tmp)), scripted(tmp, 10_000, 0), collecting_reporter()[0], poll_s=0.05)\n")
+    launcher = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    pids = tmp_path / "pids"
+    deadline = time.monotonic() + 60
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert time.monotonic() < deadline and launcher.poll() is None, "the scripted trainer did not start"
+        time.sleep(0.05)
+    child, _ = map(int, pids.read_text().split())
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
