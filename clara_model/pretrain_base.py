@@ -260,8 +260,10 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, log_every: i
             if step % log_every == 0 or step == settings.steps - 1:
                 value = loss.item()
                 history.append({"step": step, "loss": round(value, 4)})
-                logger.info("base pretraining step %d/%d loss %.3f (%.0f s)", step + 1, settings.steps, value,
-                            time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                eta = elapsed / (step + 1) * (settings.steps - step - 1)
+                logger.info("base pretraining step %d/%d  loss %.3f  elapsed %s  ETA %s", step + 1, settings.steps,
+                            value, _clock(elapsed), _clock(eta))
         model = _expand_vocabulary(compact, settings.shape.config(), rows, remap, corpus or reading, pad_id)
 
     measured = {
@@ -272,6 +274,12 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, log_every: i
         "loss_history": history,
     }
     return model, measured
+
+
+def _clock(seconds: float) -> str:
+    """`m:ss` (the trainer's progress lines read the same)."""
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @torch.no_grad()

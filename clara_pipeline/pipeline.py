@@ -15,10 +15,13 @@ status says the same (accounting.py: 0 done, 1 a step failed, 2 nothing to run, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -203,6 +206,24 @@ def count_synthesis(result, account: RunAccount) -> None:
             account.dropped[f"{asset.removesuffix('_dataset')} rows: {reason.replace('_', ' ')}"] += n
 
 
+@contextlib.contextmanager
+def relay_log_lines(logger_name: str, out) -> Iterator[None]:
+    """Print the INFO lines of `logger_name` to `out`, indented, while the block runs."""
+    handler = logging.StreamHandler(out)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    source = logging.getLogger(logger_name)
+    level = source.level
+    source.addHandler(handler)
+    if source.getEffectiveLevel() > logging.INFO:
+        source.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        source.removeHandler(handler)
+        source.setLevel(level)
+
+
 def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, max_steps: int,
                  run_config: dict | None, tags: dict, out) -> bool:
     """Train the three stages at `rate`, then evaluate; print a line per stage and the results; return success."""
@@ -212,8 +233,10 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs")
           + ("" if training.echo_trainer_output else "; the trainer's log: <run folder>/train.log"), file=out)
     started = time.perf_counter()
-    result = defs.resolve_job_def("build_base_model").execute_in_process(
-        instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
+    # The CPU base pretrains in this process for minutes: relay its progress lines (every 50 steps) as they come.
+    with relay_log_lines("clara_model.pretrain_base", out):
+        result = defs.resolve_job_def("build_base_model").execute_in_process(
+            instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
     if print_failed_checks(result, out) or not result.success:
         print(f"base model FAILED: {failure_reason(result)}", file=out)
         return False

@@ -74,6 +74,9 @@ def test_run_goes_from_the_folder_to_the_datasets_in_a_persistent_instance(tmp_p
     assert "training at compression rate 64: base model clara-cpu, 3 steps per stage" in second.stdout
     # the CPU base is pretrained first (20 steps in the tests: CLARA_CPU_BASE_STEPS), and the stages train on it
     assert "clara_base_model       cpu-pretrained " in second.stdout
+    # its progress as it pretrains (every 50 steps and the last), before its summary line
+    progress = second.stdout.index("  base pretraining step 20/20  loss ")
+    assert "ETA 0:00" in second.stdout[progress:] and progress < second.stdout.index("clara_base_model       cpu")
     assert (tmp_path / "out" / "base_model" / "model.safetensors").exists()
     # while each stage trains: a line when it starts, then its steps as they finish (the first and the last of 3)
     for stage in ("pretrain", "instruct", "e2e"):
