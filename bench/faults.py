@@ -56,7 +56,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,9 +71,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.routing import Route  # noqa: E402
 
 from clara_pipeline.llm.loopback import FaultPlan, LoopbackServer, closed_port  # noqa: E402
 
@@ -105,26 +101,7 @@ class Endpoint(LoopbackServer):
         self.fixed_port = self.port = port  # `url` is known before the server starts
 
     def start(self) -> "Endpoint":
-        if not self.fixed_port:
-            super().start()
-            return self
-        # LoopbackServer.start binds port 0; this is the same, on the given port.
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-                                Route("/v1/models", self._models, methods=["GET"])])
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", self.fixed_port))
-        self.port = self.fixed_port
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                                     timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"loopback server on 127.0.0.1:{self.port} did not start")
-            time.sleep(0.01)
+        super().start(self.fixed_port)
         return self
 
     def calls(self) -> dict:

@@ -157,7 +157,9 @@ class LoopbackServer:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
-    def start(self) -> "LoopbackServer":
+    def start(self, port: int = 0) -> "LoopbackServer":
+        """Serve on 127.0.0.1:`port` (0: a free port, the default; a given one brings an endpoint back where it
+        was)."""
         app = Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
@@ -166,7 +168,7 @@ class LoopbackServer:
         ])
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket.bind(("127.0.0.1", port))
         self.port = self._socket.getsockname()[1]
         # log_config=None: leave the host process's logging configuration alone.
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1)
