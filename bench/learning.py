@@ -214,15 +214,17 @@ def train_stage(stage: str, data: Path, out: Path, steps: int, overrides: Sequen
     return {"steps": len(records), "wall_s": round(time.perf_counter() - started, 1), "loss_curve": loss_curve(out)}
 
 
-def loss_curve(run_dir: Path, points: int = 8) -> list[list[float]]:
-    """[step, loss] at `points` evenly spaced steps of a run (means over the steps between them)."""
-    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
-    if not records:
-        return []
-    size = max(1, math.ceil(len(records) / points))
-    return [[records[min(i + size, len(records)) - 1]["step"],
-             round(sum(r["loss"] for r in records[i:i + size]) / len(records[i:i + size]), 4)]
-            for i in range(0, len(records), size)]
+def loss_curve(run_dir: Path) -> list[list[float]]:
+    """A run's loss curve from its metrics.jsonl (see `binned`)."""
+    return binned([(r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r])
+
+
+def binned(points: Sequence[tuple[int, float]], bins: int = 8) -> list[list[float]]:
+    """[last step, mean loss] of `bins` consecutive runs of (step, loss) points."""
+    size = max(1, math.ceil(len(points) / bins))
+    return [[points[min(i + size, len(points)) - 1][0],
+             round(sum(loss for _, loss in points[i:i + size]) / len(points[i:i + size]), 4)]
+            for i in range(0, len(points), size)]
 
 
 # -- text baselines: a LoRA decoder adapter on plain-text prompts, in this process ----------------------------------
@@ -298,9 +300,7 @@ def train_text_adapter(base: Path, rows: Sequence[dict], *, with_docs: bool, ste
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-    size = max(1, math.ceil(steps / 8))
-    curve = [[min(i + size, steps), round(sum(losses[i:i + size]) / len(losses[i:i + size]), 4)]
-             for i in range(0, steps, size)]
+    curve = binned(list(enumerate(losses, 1)))
     return model.eval(), tokenizer, curve, round(time.perf_counter() - started, 1)
 
 

@@ -103,3 +103,12 @@ class TrainerArgs:
             elif value is not None:
                 argv += [flag, str(value)]
         return argv
+
+
+def clock(seconds: float) -> str:
+    """The elapsed / ETA format of every progress line (the CPU base's and the stages' relayed by `clara run`):
+    `0:42`, `12:05`, `1:02:03`."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

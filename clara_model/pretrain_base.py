@@ -41,6 +41,7 @@ from transformers import PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
 
 from clara_model.base import QWEN3_VOCAB_ROWS, load_tokenizer, qwen3_tokenizer_dir
 from clara_model.config import TINY_BASE_MODEL
+from clara_model.contract import clock
 from clara_model.prompts import PromptKind, build_prompt, format_qa_pairs
 from clara_model.synthetic import FactWorld
 
@@ -263,7 +264,7 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, log_every: i
                 elapsed = time.perf_counter() - started
                 eta = elapsed / (step + 1) * (settings.steps - step - 1)
                 logger.info("base pretraining step %d/%d  loss %.3f  elapsed %s  ETA %s", step + 1, settings.steps,
-                            value, _clock(elapsed), _clock(eta))
+                            value, clock(elapsed), clock(eta))
         model = _expand_vocabulary(compact, settings.shape.config(), rows, remap, corpus or reading, pad_id)
 
     measured = {
@@ -274,12 +275,6 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, log_every: i
         "loss_history": history,
     }
     return model, measured
-
-
-def _clock(seconds: float) -> str:
-    """`m:ss` (the trainer's progress lines read the same)."""
-    seconds = round(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from clara_model.contract import METRICS_FILE, TRAIN_CONFIG_FILE
+from clara_model.contract import METRICS_FILE, TRAIN_CONFIG_FILE, clock
 
 from .metrics import MetricsTail
 from .runs import LAUNCH_FILE, RUNS_DIR, TRAIN_LOG_FILE, stage_dir
@@ -163,10 +163,10 @@ def format_step_line(record: dict[str, Any], total: int | None) -> str:
         parts.append(f"{record['tokens_per_s']:,.0f} tok/s")
     elapsed = record.get("elapsed_s")
     if isinstance(elapsed, (int, float)):
-        parts.append(f"elapsed {_clock(elapsed)}")
+        parts.append(f"elapsed {clock(elapsed)}")
         if total and step < total:
             # the run's mean step time so far (a resumed run's elapsed_s includes the steps before the resume)
-            parts.append(f"ETA {_clock(elapsed / step * (total - step))}")
+            parts.append(f"ETA {clock(elapsed / step * (total - step))}")
     return "  ".join(parts)
 
 
@@ -179,11 +179,3 @@ def _read_config(run_dir: Path, newer_than_ns: int) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-
-
-def _clock(seconds: float) -> str:
-    """`0:42`, `12:05`, `1:02:03`."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

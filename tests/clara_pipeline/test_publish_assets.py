@@ -3,7 +3,6 @@ datasets are published as one set (real Dagster instance, offline provider or th
 
 import errno
 import os
-import subprocess
 
 import dagster as dg
 import pytest
@@ -16,6 +15,7 @@ from clara_pipeline.pipeline import failure_reason
 from clara_pipeline.storage import STAGING_DIR, ArtifactStore
 from tests.clara_pipeline.conftest import backdate
 from tests.clara_pipeline.test_synthesis_assets import ingest_all
+from tests.clara_pipeline.tmpfs import mounted_tmpfs
 
 NOTES = "\n\n".join(
     f"## Step {i}\n\nTighten terminal X{i} to {0.4 + i / 10:.1f} N·m and check that the LED L{i} turns green within "
@@ -151,16 +151,9 @@ def test_disk_full_names_errno_28_and_the_file_and_keeps_the_last_good_set(setti
 @pytest.fixture
 def tmpfs_settings(settings, tmp_path):
     """The settings with the artifacts on a real 8 MiB tmpfs (needs root and a container that lets it mount)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "8m") as mount:
         yield type(settings)(raw_data=settings.raw_data, artifacts=mount / "artifacts",
                              dagster_home=settings.dagster_home)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_real_full_disk_fails_the_datasets_with_errno_28_and_keeps_the_last_good_set(tmpfs_settings, instance):

@@ -50,6 +50,7 @@ import textwrap
 import uuid
 
 from clara_pipeline.storage import ArtifactStore, STAGING_DIR, publish_together, recover_publications
+from tests.clara_pipeline.tmpfs import mounted_tmpfs
 
 
 def _set(store: ArtifactStore, tag: str) -> dict:
@@ -155,15 +156,8 @@ def test_recovery_removes_a_dead_writers_staging_but_not_a_live_ones(tmp_path):
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A real 1 MiB tmpfs (needs root and a container that lets it mount; skipped otherwise)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_real_full_disk_publishes_nothing(small_tmpfs):
