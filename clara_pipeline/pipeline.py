@@ -115,7 +115,7 @@ def _run_steps(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Set
     # A held-back partition keeps its artifacts (and its place in the corpus) but has no file to ingest.
     keys = sorted(set(instance.get_dynamic_partitions(documents_partitions.name)) - set(plan.held_back))
     llm = defs.resources["llm"]
-    print(f"raw data: {raw} ({len(keys)} documents; {len(plan.add)} new, {len(plan.delete)} removed"
+    print(f"raw data: {raw} ({plural(len(keys), 'document')}; {len(plan.add)} new, {len(plan.delete)} removed"
           + (f", {plural(account.skipped_entries.count, 'entry', 'entries')} skipped"
              if account.skipped_entries.count else "") + ")", file=out)
     if plan.held_back:
@@ -159,7 +159,7 @@ def _run_steps(defs: dg.Definitions, instance: dg.DagsterInstance, settings: Set
             account.failed_documents.add(1, [f"{key}: {printable(failure_reason(result), backslash=False)}"])
     counts = [f"{len(keys) - up_to_date - failures} ingested"] + [f"{up_to_date} up to date"] * bool(up_to_date) \
         + [f"{failures} failed"] * bool(failures)
-    print(f"{len(keys)} documents: {', '.join(counts)} in {time.perf_counter() - started:.1f} s"
+    print(f"{plural(len(keys), 'document')}: {', '.join(counts)} in {time.perf_counter() - started:.1f} s"
           + (" (see above, or the runs in the Dagster UI)" if failures else ""), file=out)
     if keys and failures == len(keys):
         return ExitStatus.FAILED
