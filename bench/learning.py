@@ -88,11 +88,10 @@ class Sizes:
     stage2_steps: int = 200
     stage3_steps: int = 100
     text_steps: int = 200
-    base_steps: int = 800  # the CPU base's own default
 
 
 QUICK = Sizes(train_docs=160, held_docs=40, retrieval_train=64, retrieval_held=40, stage1_steps=12, stage2_steps=12,
-              stage3_steps=8, text_steps=12, base_steps=40)
+              stage3_steps=8, text_steps=12)
 STEP_SETTINGS = ["optim.lr=1e-3", "train.save_every=100000", "log.every=10"]
 STAGE3_VARIANTS = {  # from the same stage-2 checkpoint; the first is the paper's recipe (recipes/e2e_paper.yaml)
     "paper": ["stage.topk_temperature=0.02", "stage.retrieval_loss_weight=0"],
@@ -394,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from clara_model.data import read_rows
     from clara_model.evaluate import evaluate_checkpoints
-    from clara_model.pretrain_base import PretrainSettings, build_base_model
+    from clara_model.pretrain_base import build_base_model
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     load_at_start = os.getloadavg()[0]  # another job on the 2 cores makes every time here longer
@@ -402,10 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = lambda message: print(f"[learning {time.perf_counter() - started:6.0f} s] {message}",  # noqa: E731
                                 file=sys.stderr, flush=True)
 
-    # The base: the CPU base's recipe on its own reading text only (no user corpus); cached by its inputs.
-    say(f"CPU base ({sizes.base_steps} steps; cached in {args.out / 'base'})")
-    base_dir = args.out / ("base_quick" if args.quick else "base")
-    base_info = build_base_model(base_dir, [], PretrainSettings(steps=sizes.base_steps))
+    # The base: the CPU base without a user corpus, i.e. the shipped reading skill over Qwen3's full vocabulary.
+    base_dir = args.out / "base"
+    say(f"CPU base (the shipped reading skill; cached in {base_dir})")
+    base_info = build_base_model(base_dir, [])
     base_s = time.perf_counter() - started
 
     rows = build_rows(args.seed, sizes)
@@ -562,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "steps": {"stage1": sizes.stage1_steps, "stage2": sizes.stage2_steps,
                                "stage3": sizes.stage3_steps, "text_adapters": sizes.text_steps},
                      "doc_max_length": DOC_MAX_LENGTH, "threads_per_process": os.environ["OMP_NUM_THREADS"]},
-        "base": {"folder": str(base_dir), "reused": base_info["reused"], "steps": sizes.base_steps,
+        "base": {"folder": str(base_dir), "reused": base_info["reused"], "skill": base_info.get("skill"),
                  "held_out_reading": base_info.get("held_out_reading"),
                  "train_seconds": base_info.get("train_seconds")},
         "wall_s": {"base": round(base_s, 1), "training": round(training_s, 1),

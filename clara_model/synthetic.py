@@ -16,7 +16,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+SYNTHETIC_VERSION = "2"  # bump when the same seed draws other text (the CPU base's reading skill depends on it)
+
 CONSONANTS = "BCDFGHJKLMNPRSTVWXZ"
+CODE_SPACE = len(CONSONANTS) ** 2 * 90  # device codes "KX-47": two consonants, 10..99
 
 KINDS = [("valve", "阀门"), ("pump", "泵"), ("sensor", "传感器"), ("relay", "继电器"), ("gateway", "网关"),
          ("fan", "风扇"), ("meter", "仪表"), ("camera", "摄像头"), ("compressor", "压缩机"), ("boiler", "锅炉"),
@@ -72,23 +75,23 @@ class Attribute:
     question_zh: str
 
 
-ATTRIBUTES = [
-    Attribute("pressure", _number(10, 99, "bar", "巴"), "The maximum pressure of the {e} is {v}.",
-              "What is the maximum pressure of the {e}?", "{e}的最大压力为{v}。", "{e}的最大压力是多少？"),
-    Attribute("material", _pair(MATERIALS), "The material of the {e} is {v}.", "What is the material of the {e}?",
+ATTRIBUTES = [  # the English value right after its attribute, as in Chinese: "The {e}'s material is {v}."
+    Attribute("pressure", _number(10, 99, "bar", "巴"), "The {e}'s maximum pressure is {v}.",
+              "What is the {e}'s maximum pressure?", "{e}的最大压力为{v}。", "{e}的最大压力是多少？"),
+    Attribute("material", _pair(MATERIALS), "The {e}'s material is {v}.", "What is the {e}'s material?",
               "{e}的材料是{v}。", "{e}的材料是什么？"),
-    Attribute("location", _hall, "The location of the {e} is {v}.", "What is the location of the {e}?",
+    Attribute("location", _hall, "The {e}'s location is {v}.", "What is the {e}'s location?",
               "{e}的安装位置是{v}。", "{e}的安装位置是哪里？"),
-    Attribute("city", _pair(CITIES), "The factory city of the {e} is {v}.", "What is the factory city of the {e}?",
+    Attribute("city", _pair(CITIES), "The {e}'s factory city is {v}.", "What is the {e}'s factory city?",
               "{e}的制造城市是{v}。", "{e}的制造城市是哪里？"),
-    Attribute("colour", _pair(COLOURS), "The housing colour of the {e} is {v}.", "What is the housing colour of the {e}?",
+    Attribute("colour", _pair(COLOURS), "The {e}'s housing colour is {v}.", "What is the {e}'s housing colour?",
               "{e}的外壳是{v}的。", "{e}的外壳是什么颜色？"),
-    Attribute("year", _year, "The service year of the {e} is {v}.", "What is the service year of the {e}?",
+    Attribute("year", _year, "The {e}'s service year is {v}.", "What is the {e}'s service year?",
               "{e}的投用年份是{v}。", "{e}的投用年份是哪一年？"),
-    Attribute("operator", _person, "The maintainer of the {e} is {v}.", "Who is the maintainer of the {e}?",
+    Attribute("operator", _person, "The {e}'s maintainer is {v}.", "Who is the {e}'s maintainer?",
               "{e}的维护人是{v}。", "{e}的维护人是谁？"),
-    Attribute("power", _number(5, 950, "watts", "瓦"), "The power draw of the {e} is {v}.", "What is the power draw of the {e}?",
-              "{e}的功率为{v}。", "{e}的功率是多少？"),
+    Attribute("power", _number(5, 950, "watts", "瓦"), "The {e}'s power draw is {v}.",
+              "What is the {e}'s power draw?", "{e}的功率为{v}。", "{e}的功率是多少？"),
 ]
 
 
@@ -135,6 +138,9 @@ class FactWorld:
 
     def _code(self) -> str:
         r = self.random
+        if len(self._codes) + len(self._reserved) >= CODE_SPACE:
+            raise RuntimeError(f"this FactWorld has drawn all {CODE_SPACE} device codes; draw more documents from "
+                               "several worlds (other seeds)")
         while True:
             code = f"{r.choice(CONSONANTS)}{r.choice(CONSONANTS)}-{r.randint(10, 99)}"
             if code not in self._codes and code not in self._reserved:

@@ -233,7 +233,7 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
           + (f"{max_steps} steps per stage" if max_steps else "the stage configs' epochs")
           + ("" if training.echo_trainer_output else "; the trainer's log: <run folder>/train.log"), file=out)
     started = time.perf_counter()
-    # The CPU base pretrains in this process for minutes: relay its progress lines (every 50 steps) as they come.
+    # The CPU base trains in this process for a minute or two: relay its progress lines (every 50 steps) as they come.
     with relay_log_lines("clara_model.pretrain_base", out):
         result = defs.resolve_job_def("build_base_model").execute_in_process(
             instance=instance, raise_on_error=False, tags=tags, run_config=run_config)
@@ -244,7 +244,8 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
     print(f"  {'clara_base_model':<22} {meta['kind']} {meta['base_model']}"
           + (f", reads {meta['reading_exact']:.0%} of held-out made-up facts exactly"
-             + (" (up to date: reused)" if meta.get("reused") else f", pretrained in {meta['train_seconds']:.0f} s")
+             + (" (up to date: reused)" if meta.get("reused")
+                else f", {meta['continuation_steps']} steps on the corpus in {meta['train_seconds']:.0f} s")
              if "reading_exact" in meta else ""), file=out)
     started = time.perf_counter()
     ops = {asset.key.to_user_string(): {"config": {"max_steps": max_steps}} for asset in training_assets}
@@ -282,7 +283,7 @@ def run_training(defs: dg.Definitions, instance: dg.DagsterInstance, rate: str, 
         print("(the tiny model is random-initialised and cannot learn: these scores test the pipeline, not "
               "CLaRa; set CLARA_BASE_MODEL and train on GPUs for real ones)", file=out)
     elif training.base_model == CPU_BASE:
-        print("(the CPU base is a small Qwen3 pretrained here in minutes and the stages train for minutes: these "
+        print("(the CPU base is a small Qwen3 with a shipped reading skill and the stages train for minutes: these "
               "scores show whether the pipeline learns, not what Qwen3-4B reaches; set CLARA_BASE_MODEL and train "
               "on GPUs for real ones)", file=out)
     return not errors

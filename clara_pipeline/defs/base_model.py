@@ -2,8 +2,8 @@
 
 Real weights (a hub id or a folder in `CLARA_BASE_MODEL`) are recorded, not trained: id, revision or folder,
 config and a content hash, which is the asset's data version, so changing the base marks every stage stale. On the
-CPU defaults it pretrains the project's small Qwen3 (clara_model.pretrain_base) on the corpus and made-up reading
-text, cached by those inputs: a second materialization with the same corpus trains nothing.
+CPU defaults it continues the project's small Qwen3 reading skill (shipped, clara_model.pretrain_base) on the corpus
+and fresh made-up reading text, cached by those inputs: a second materialization with the same corpus trains nothing.
 """
 
 import dagster as dg
@@ -12,7 +12,7 @@ from ..training.base_model import CPU_BASE, build_cpu_base, describe_base, write
 from .resources import ArtifactStoreResource
 from .training import GPU_POOL, TrainingSettings
 
-BASE_CODE_VERSION = "base-model-v1"
+BASE_CODE_VERSION = "base-model-v2"
 
 
 @dg.asset(
@@ -22,19 +22,22 @@ BASE_CODE_VERSION = "base-model-v1"
     code_version=BASE_CODE_VERSION,
     kinds={"pytorch"},
     description="The base LLM of every stage: real weights recorded by content hash, or on CPU a small Qwen3 "
-                "(real tokenizer, untied head) pretrained on the corpus and made-up reading comprehension.",
+                "(real tokenizer, untied head): a shipped reading skill continued on the corpus.",
 )
 def clara_base_model(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource,
                      training: TrainingSettings) -> dg.MaterializeResult:
     store = artifacts.store()
     if training.base_model == CPU_BASE:
         chunks = store.chunks_path
-        context.log.info("pretraining the CPU base model (a few minutes on 2 cores; cached by corpus and settings)")
+        context.log.info("continuing the CPU base's reading skill on the corpus (a minute or two on 2 cores; cached by "
+                         "corpus and settings)")
         record, info = build_cpu_base(store.root, chunks if chunks.exists() else None,
                                       steps=training.cpu_base_steps or None)
         reading = info["held_out_reading"]
         metadata = {"reused": info.get("reused", False), "train_seconds": info["train_seconds"],
                     "seen_vocabulary": info["seen_vocabulary"], "corpus_chunks": info["corpus_chunks"],
+                    "continuation_steps": info["continuation_steps"],
+                    "skill_reading_exact": info["skill"]["held_out_reading"]["exact"],
                     "reading_exact": reading["exact"], "reading_token_accuracy": reading["token_accuracy"],
                     "reading_answer_ce": reading["answer_ce"]}
         if reading["exact"] < 0.2:

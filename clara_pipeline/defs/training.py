@@ -59,13 +59,13 @@ class TrainingSettings(dg.ConfigurableResource):
     overrides: list[str] = list(TINY_CPU_OVERRIDES)  # `key=value` for every stage, before the run's own
     python: str = ""  # interpreter for the launcher and the trainer; "" means this one
     echo_trainer_output: bool = True  # the trainer's log lines in the step's output too (always in train.log)
-    cpu_base_steps: int = 0  # pretraining steps of the CPU base; 0: clara_model.pretrain_base's default
+    cpu_base_steps: int = 0  # steps of the CPU base on the corpus (after its shipped reading skill); 0: the default
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, echo_trainer_output: bool = True) -> "TrainingSettings":
         """`CLARA_BASE_MODEL` (default "clara-cpu"; "tiny"; a hub id or a local folder trains with the stage
         configs as shipped), `CLARA_TRAIN_PYTHON` (the interpreter of the training environment, default this one)
-        and `CLARA_CPU_BASE_STEPS` (pretraining steps of the CPU base)."""
+        and `CLARA_CPU_BASE_STEPS` (steps of the CPU base on the corpus, after its shipped reading skill)."""
         env = os.environ if environ is None else environ
         base_model = env.get("CLARA_BASE_MODEL") or CPU_BASE
         small = base_model in (CPU_BASE, TINY)
