@@ -40,6 +40,7 @@ adapters train in this process with peft, on the same prompts (the decoder's ANS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -386,6 +387,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "learning")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # Libraries' chatter on stdout (DeepSpeed's "Setting accelerator to CPU" line) goes to stderr: stdout is the
+    # JSON object alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        output = measure(args)
+    print(json.dumps(output, indent=2, ensure_ascii=False))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Train and evaluate every system; return the benchmark's JSON object."""
     sizes = QUICK if args.quick else Sizes()
     rates = args.rate or [4, 16]
 
@@ -569,8 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "load_average_1min": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)}},
     }
-    print(json.dumps(output, indent=2, ensure_ascii=False))
-    return 0
+    return output
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Pure: no Dagster; torch only when the CPU base is pretrained (`build_cpu_base` imports it then).
 
 `CLARA_BASE_MODEL` names the base:
-- unset or "clara-cpu": the project's own small Qwen3, pretrained on this corpus and made-up reading
-  comprehension text (clara_model.pretrain_base) into artifacts/base_model/, cached by its inputs;
+- unset or "clara-cpu": the project's own small Qwen3, its shipped reading skill continued on this corpus and
+  fresh made-up reading text (clara_model.pretrain_base) into artifacts/base_model/, cached by its inputs;
 - "tiny": the seeded random-init preset (fast unit tests; it cannot learn, see clara_model.pretrain_base);
 - a hub id or a local folder: real weights, recorded (id, revision or folder, config, content hash), never trained.
 
@@ -92,7 +92,7 @@ def describe_base(requested: str) -> BaseRecord:
 
 
 def build_cpu_base(artifacts_root: str | Path, chunks_file: Path | None, *, steps: int | None = None) -> tuple[BaseRecord, dict]:
-    """Pretrain (or reuse) the CPU base into artifacts/base_model/; return its record and the pretraining info."""
+    """Build (or reuse) the CPU base into artifacts/base_model/; return its record and the pretraining info."""
     from clara_model.pretrain_base import PretrainSettings, build_base_model, corpus_texts
 
     folder = Path(artifacts_root) / BASE_DIR
