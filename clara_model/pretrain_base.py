@@ -26,7 +26,8 @@ mean final state, so they score below the seen ones and full-vocabulary predicti
 result is an ordinary HF folder (config.json, model.safetensors, tokenizer files) that
 `AutoModelForCausalLM.from_pretrained` and `base_model=` load like any local path.
 
-Deterministic for the same inputs and settings (one thread order aside: see `_train`).
+Deterministic for the same inputs and settings on one machine and thread count (BLAS sums may differ in the last
+bits with the number of threads).
 """
 
 from __future__ import annotations
@@ -382,8 +383,10 @@ def load_skill(folder: Path = SKILL_DIR) -> tuple[Qwen3ForCausalLM, torch.Tensor
     info = json.loads(info_path.read_text(encoding="utf-8"))
     config = Qwen3Config.from_pretrained(folder)
     model = Qwen3ForCausalLM(config)
-    model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
-    model.tie_weights()
+    missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{folder}/model.safetensors does not fit its config.json (missing {missing}, unexpected "
+                         f"{unexpected}); make the skill again with `python -m clara_model.pretrain_base skill`")
     return model, torch.tensor(info["vocabulary_ids"]), info
 
 
