@@ -394,25 +394,33 @@ def load_skill(folder: Path = SKILL_DIR) -> tuple[Qwen3ForCausalLM, torch.Tensor
 
 
 @torch.no_grad()
+def _with_rows(model: Qwen3ForCausalLM, config: Qwen3Config, positions: torch.Tensor, head_fill: torch.Tensor,
+               seed: int) -> Qwen3ForCausalLM:
+    """`model` over `config`'s vocabulary: its rows land at `positions`; every other input row is drawn from its
+    rows' mean and spread (a realistic norm), every other head row is `head_fill`."""
+    resized = Qwen3ForCausalLM(config)
+    state = {k: v for k, v in model.state_dict().items() if k not in ("model.embed_tokens.weight", "lm_head.weight")}
+    missing, unexpected = resized.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) == {"model.embed_tokens.weight", "lm_head.weight"}, (missing, unexpected)
+    embed = model.model.embed_tokens.weight
+    generator = torch.Generator().manual_seed(seed)
+    full = embed.mean(0) + embed.std(0) * torch.randn(config.vocab_size, embed.size(1), generator=generator)
+    full[positions] = embed
+    head = head_fill.expand(config.vocab_size, -1).clone()
+    head[positions] = model.lm_head.weight
+    resized.model.embed_tokens.weight.copy_(full)
+    resized.lm_head.weight.copy_(head)
+    resized.train()
+    return resized
+
+
 def _widen(skill: Qwen3ForCausalLM, skill_rows: torch.Tensor, rows: torch.Tensor, pad_id: int,
            seed: int) -> Qwen3ForCausalLM:
-    """The skill over a larger compact vocabulary `rows` (a superset of skill_rows): new input rows drawn from the
-    skill rows' mean and spread, new head rows at the skill head's mean (no token is favoured before training)."""
+    """The skill over a larger compact vocabulary `rows` (a superset of skill_rows): new head rows at the skill
+    head's mean, so no new token is favoured before training."""
     config = Qwen3Config.from_dict({**skill.config.to_dict(), "vocab_size": len(rows),
                                     "pad_token_id": int(torch.searchsorted(rows, pad_id))})
-    model = Qwen3ForCausalLM(config)
-    state = {k: v for k, v in skill.state_dict().items() if k not in ("model.embed_tokens.weight", "lm_head.weight")}
-    model.load_state_dict(state, strict=False)
-    where = torch.searchsorted(rows, skill_rows)
-    generator = torch.Generator().manual_seed(seed)
-    embed, head = skill.model.embed_tokens.weight, skill.lm_head.weight
-    new_embed = embed.mean(0) + embed.std(0) * torch.randn(len(rows), embed.size(1), generator=generator)
-    new_embed[where] = embed
-    new_head = head.mean(0).expand(len(rows), -1).clone()
-    new_head[where] = head
-    model.model.embed_tokens.weight.copy_(new_embed)
-    model.lm_head.weight.copy_(new_head)
-    return model
+    return _with_rows(skill, config, torch.searchsorted(rows, skill_rows), skill.lm_head.weight.detach().mean(0), seed)
 
 
 def train_base(texts: Sequence[str], settings: PretrainSettings, *, skill_dir: Path = SKILL_DIR,
@@ -430,6 +438,7 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, skill_dir: P
     # Another made-up world than the skill's (seed + 1), so the continuation reads new facts.
     reading = reading_examples(tokenizer, steps * n_reading, seed=skill_info["settings"]["seed"] + settings.seed + 1,
                                max_docs=settings.max_docs, questions_fraction=settings.questions_fraction)
+    held_out = held_out_examples(tokenizer)
     rows = _vocabulary(tokenizer, [Example(skill_rows.tolist(), 0)], reading, corpus)
     remap = _remap(rows)
     history = []
@@ -447,14 +456,13 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, skill_dir: P
                              weight_decay=settings.weight_decay, answer_weight=settings.answer_weight,
                              max_tokens=settings.max_tokens, pad_id=pad_id, what="base pretraining",
                              log_every=log_every)
-        model = _expand_vocabulary(compact, skill.config, rows, remap, corpus or reading or
-                                   held_out_examples(tokenizer, 64), pad_id)
+        model = _expand_vocabulary(compact, skill.config, rows, remap, corpus or reading or held_out, pad_id)
     measured = {
         "seen_vocabulary": len(rows), "reading_examples": len(reading), "corpus_chunks": len(corpus),
         "continuation_steps": steps,
         "skill": {"steps": skill_info["settings"]["steps"], "weights_sha256": skill_info["weights_sha256"],
                   "held_out_reading": skill_info["held_out_reading"]},
-        "held_out_reading": reading_accuracy(model, held_out_examples(tokenizer), pad_id),
+        "held_out_reading": reading_accuracy(model, held_out, pad_id),
         "train_seconds": round(time.perf_counter() - started, 1),
         "loss_history": history,
     }
@@ -464,31 +472,15 @@ def train_base(texts: Sequence[str], settings: PretrainSettings, *, skill_dir: P
 @torch.no_grad()
 def _expand_vocabulary(compact: Qwen3ForCausalLM, config: Qwen3Config, rows: torch.Tensor, remap: torch.Tensor,
                        examples: Sequence[Example], pad_id: int) -> Qwen3ForCausalLM:
-    """The compact model with Qwen3's 151,936 rows: seen rows as trained; unseen input rows drawn from the seen
-    rows' mean and spread (a realistic norm, should a user's text bring one); unseen head rows all one vector
-    pointing away from the mean final state, at the seen rows' mean norm, so that none of them can win."""
+    """The compact model with Qwen3's 151,936 rows: seen rows as trained; unseen head rows all one vector pointing
+    away from the mean final state, at the seen rows' mean norm, so that none of them can win."""
     config = Qwen3Config.from_dict({**config.to_dict(), "vocab_size": QWEN3_VOCAB_ROWS, "pad_token_id": pad_id,
                                     "eos_token_id": 151645})
-    model = Qwen3ForCausalLM(config)
-    state = {k: v for k, v in compact.state_dict().items() if k not in ("model.embed_tokens.weight", "lm_head.weight")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and set(missing) == {"model.embed_tokens.weight", "lm_head.weight"}, (missing, unexpected)
-    generator = torch.Generator().manual_seed(0)
-    embed = compact.model.embed_tokens.weight
-    full = embed.mean(0) + embed.std(0) * torch.randn(config.vocab_size, embed.size(1), generator=generator)
-    full[rows] = embed
-    model.model.embed_tokens.weight.copy_(full)
-
     compact.eval()
     ids, mask, _, _ = _batch(list(examples[:64]), pad_id, 512)
     states = compact.model(input_ids=remap[ids], attention_mask=mask).last_hidden_state[mask.bool()]
-    direction = F.normalize(states.mean(0), dim=0)
-    head = compact.lm_head.weight
-    full_head = (-direction * head.norm(dim=1).mean()).expand(config.vocab_size, -1).clone()
-    full_head[rows] = head
-    model.lm_head.weight.copy_(full_head)
-    model.train()
-    return model
+    away = -F.normalize(states.mean(0), dim=0) * compact.lm_head.weight.norm(dim=1).mean()
+    return _with_rows(compact, config, rows, away, seed=0)
 
 
 def build_base_model(out: Path, texts: Sequence[str], settings: PretrainSettings | None = None, *,
