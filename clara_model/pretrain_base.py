@@ -381,6 +381,10 @@ def load_skill(folder: Path = SKILL_DIR) -> tuple[Qwen3ForCausalLM, torch.Tensor
                                 f"`python -m clara_model.pretrain_base skill --out {folder}` (about half an hour "
                                 "on 2 cores) or set CLARA_BASE_MODEL to real weights")
     info = json.loads(info_path.read_text(encoding="utf-8"))
+    if hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() != info.get("weights_sha256"):
+        raise ValueError(f"{folder}/model.safetensors is not the file its {SKILL_FILE} describes (damaged or "
+                         "replaced); restore it (git checkout) or make the skill again with "
+                         "`python -m clara_model.pretrain_base skill`")
     config = Qwen3Config.from_pretrained(folder)
     model = Qwen3ForCausalLM(config)
     missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)

@@ -77,6 +77,10 @@ def test_a_small_skill_trains_deterministically_and_round_trips(tmp_path):
         loaded.lm_head.weight, first.lm_head.weight)
     with pytest.raises(FileNotFoundError, match="pretrain_base skill"):
         load_skill(tmp_path / "nothing")
+    weights = tmp_path / "skill" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a damaged copy: named, not a deserializer's traceback
+    with pytest.raises(ValueError, match="model.safetensors is not the file"):
+        load_skill(tmp_path / "skill")
 
 
 @pytest.mark.slow
